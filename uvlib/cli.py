@@ -1,0 +1,50 @@
+"""Command line: `uvlib prep ...` (also `python -m uvlib prep ...`)."""
+import argparse
+import sys
+
+
+def _prep(args):
+    from .prep import PrepConfig, parse_shard, prepare
+    from .sources import resolve_source
+    cfg = PrepConfig(uv_size=args.size, method=args.method, shard=parse_shard(args.shard),
+                     workers=args.workers, split_seed=args.seed)
+    cfg.validate()
+    photos = resolve_source(args.source, mafl=args.mafl)
+    summary = prepare(photos, args.out, cfg, source_name=str(args.source), progress=not args.quiet)
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary["reasons"].items())) or "none"
+    print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['missing']} missing, "
+          f"{summary['skipped_done']} already done; reasons: {reasons}")
+    if "dataset" in summary:
+        d = summary["dataset"]
+        print(f"dataset {args.out}: {d['photos']} photos, {d['faces']} faces, splits {d['faces_per_split']}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="uvlib", description="Complete incomplete facial UV maps.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prep", help="photos -> incomplete UV maps dataset (stage 00)")
+    p.add_argument("source", help="a folder of photos (any layout), 'demo', or img_align_celeba with --mafl")
+    p.add_argument("out", help="dataset folder to create or resume")
+    p.add_argument("--size", type=int, default=128, help="UV map size: 64, 128 or 256 (default 128)")
+    p.add_argument("--method", default="warp", help="unwrap method: warp (default) or griddata")
+    p.add_argument("--shard", default="0/1", help="process shard i of n, e.g. 0/4 (default 0/1)")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU core)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    p.add_argument("--mafl", help="folder with MAFL training.txt/testing.txt: SOURCE is img_align_celeba")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_prep)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"uvlib {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

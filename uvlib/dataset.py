@@ -1,0 +1,155 @@
+"""The prepared-dataset folder: one versioned place for everything later stages read.
+
+    DATASET/
+      dataset.json          format, version, UV size, unwrap method, split seed
+      manifest-*.jsonl      one line per input photo and shard: status, reason, faces found
+      index.csv             one row per usable face: id, photo, pose, visible fraction, split
+      summary.json          status and reason counts over all photos
+      atlas.png             the UV atlas mask
+      uv/ID.png  vis/ID.png  mesh/ID.npy   texture, visibility mask, fitted image-space mesh (468 x 3)
+"""
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+FORMAT = "uvface-dataset"
+VERSION = 1
+SPLITS = ("train", "val", "test")
+INDEX_FIELDS = ("id", "photo", "split", "face", "yaw", "pitch", "roll", "visible_fraction", "score")
+
+
+class DatasetError(ValueError):
+    """A dataset folder that is missing, incomplete or from another format version."""
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def write_json(path: Path, data):
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def read_manifest(root: Path) -> list:
+    records = []
+    for shard_file in sorted(root.glob("manifest-*.jsonl")):
+        for line in shard_file.read_text().splitlines():
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill: the photo is simply done again
+    return records
+
+
+def assign_splits(records, seed, fractions=(0.8, 0.1, 0.1)) -> dict:
+    """Split photos (all faces of a photo stay together), seeded and independent of processing order.
+
+    Photos whose source fixed 'test' stay test; those it fixed 'train' give the val fraction of them to val.
+    """
+    rng = np.random.default_rng(seed)
+    keys = sorted(r["key"] for r in records)
+    draw = dict(zip(keys, rng.random(len(keys))))
+    train_cut, val_cut = fractions[0], fractions[0] + fractions[1]
+    split = {}
+    for r in records:
+        u, fixed = draw[r["key"]], r.get("split", "")
+        if fixed == "test":
+            split[r["key"]] = "test"
+        elif fixed == "train":
+            split[r["key"]] = "val" if u < fractions[1] else "train"
+        else:
+            split[r["key"]] = "train" if u < train_cut else "val" if u < val_cut else "test"
+    return split
+
+
+def finalize(root: Path) -> dict:
+    """Merge the shard manifests into index.csv and summary.json; returns the summary."""
+    info = read_json(root / "dataset.json")
+    records = {r["key"]: r for r in read_manifest(root)}.values()
+    ok = [r for r in records if r["status"] == "ok"]
+    split = assign_splits(ok, info["split_seed"])
+    rows = []
+    for r in sorted(ok, key=lambda r: r["key"]):
+        for face in r["faces"]:
+            rows.append({"id": face["id"], "photo": r["path"], "split": split[r["key"]], "face": face["face"],
+                         "yaw": face["yaw"], "pitch": face["pitch"], "roll": face["roll"],
+                         "visible_fraction": face["visible_fraction"], "score": face["score"]})
+    tmp = root / "index.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(root / "index.csv")
+    reasons = {}
+    for r in records:
+        if r["status"] != "ok":
+            reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    statuses = {}
+    for r in records:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    summary = {"photos": len(records), "status": statuses, "reasons": reasons, "faces": len(rows),
+               "faces_per_split": {s: sum(row["split"] == s for row in rows) for s in SPLITS}}
+    write_json(root / "summary.json", summary)
+    return summary
+
+
+@dataclass
+class Dataset:
+    """A finished dataset folder. `rows` are index.csv's rows with numbers parsed."""
+    root: Path
+    info: dict
+    rows: list
+
+    @property
+    def uv_size(self) -> int:
+        return int(self.info["uv_size"])
+
+    def atlas(self) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(Image.open(self.root / "atlas.png")) > 127)
+
+    def split_rows(self, split: str) -> list:
+        if split not in SPLITS:
+            raise DatasetError(f"split {split!r} is unknown; use one of {SPLITS}")
+        return [r for r in self.rows if r["split"] == split]
+
+    def load(self, split: str, limit=None):
+        """(uv (N,3,S,S) in [0,1], observed (N,1,S,S), rows) of one split, in index order."""
+        rows = self.split_rows(split)[:limit]
+        if not rows:
+            raise DatasetError(f"split {split!r} of {self.root} has no faces; prepare more photos")
+        uv = np.stack([np.asarray(Image.open(self.root / "uv" / f"{r['id']}.png")) for r in rows])
+        vis = np.stack([np.asarray(Image.open(self.root / "vis" / f"{r['id']}.png")) for r in rows])
+        uv = torch.from_numpy(uv).permute(0, 3, 1, 2).float().div_(255)
+        observed = torch.from_numpy(vis > 127).float().unsqueeze(1)
+        return uv, observed, rows
+
+    def mesh(self, item_id: str) -> np.ndarray:
+        return np.load(self.root / "mesh" / f"{item_id}.npy")
+
+
+def open_dataset(root) -> Dataset:
+    """Open a finished dataset folder, or fail with one line saying what to run."""
+    root = Path(root)
+    if not (root / "dataset.json").is_file():
+        raise DatasetError(f"{root} is not a prepared dataset (no dataset.json); run `uvlib prep SOURCE {root}` first")
+    info = read_json(root / "dataset.json")
+    if info.get("format") != FORMAT or info.get("version") != VERSION:
+        raise DatasetError(f"{root} is format {info.get('format')} v{info.get('version')}, this uvlib reads "
+                           f"{FORMAT} v{VERSION}; re-run `uvlib prep` into a new folder")
+    if not (root / "index.csv").is_file():
+        raise DatasetError(f"{root} has no index.csv (preparation unfinished); re-run `uvlib prep` to finish it")
+    with (root / "index.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for key in ("yaw", "pitch", "roll", "visible_fraction", "score"):
+            r[key] = float(r[key])
+        r["face"] = int(r["face"])
+    return Dataset(root, info, rows)

@@ -1,0 +1,137 @@
+"""Fitting the 468-vertex face mesh to every face of a photo, offline, with MediaPipe.
+
+Why several models: BlazeFace comes in a short-range model (faces that fill the frame, as in CelebA crops)
+and a full-range one (small faces anywhere in a group photo); each misses what the other finds, so both run
+and their boxes are merged. Each face is cropped square with a margin and handed to FaceMesh, whose
+landmarks are mapped back to the photo.
+
+Landmarks are in image pixels: x right, y down, z in the same pixel scale with smaller z closer to the camera.
+"""
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from .mesh import face_model
+
+os.environ.setdefault("GLOG_minloglevel", "2")      # MediaPipe's C++ logs are noise in a progress bar
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+MIN_FACE_PX = 48
+CROP_MARGIN = 1.7       # crop side / detected box side
+CROP_SIZE = 256         # FaceMesh input is 192 px; a bit more keeps detail for its own ROI step
+
+
+@dataclass
+class FaceFit:
+    landmarks: np.ndarray      # (468, 3) image-space vertices
+    box: tuple                 # (x, y, w, h) detection box in pixels
+    score: float
+    yaw: float                 # degrees, positive = face turned towards the image's right
+    pitch: float               # degrees, positive = chin up
+    roll: float                # degrees, positive = head tilted clockwise in the image
+    scale: float               # image pixels per canonical-model centimetre
+    rotation: np.ndarray       # (3, 3) canonical model (camera axes) -> image space
+
+
+def canonical_in_camera_axes() -> np.ndarray:
+    """The canonical mesh with the image's axes: x right, y down, z away from the camera."""
+    return face_model().xyz * np.array([1.0, -1.0, -1.0])
+
+
+def estimate_pose(landmarks: np.ndarray):
+    """Similarity (scale, rotation, translation) from the canonical mesh to image landmarks (Umeyama).
+
+    Returns (scale, rotation, translation, yaw, pitch, roll) with angles in degrees.
+    """
+    src = canonical_in_camera_axes()
+    dst = np.asarray(landmarks, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s_c, d_c = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(d_c.T @ s_c)
+    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ fix @ vt
+    scale = (sig * np.diag(fix)).sum() / (s_c ** 2).sum()
+    translation = mu_d - scale * rotation @ mu_s
+    yaw, pitch, roll = Rotation.from_matrix(rotation).as_euler("YXZ", degrees=True)
+    # Rotation about +y (down) by a positive angle turns the nose towards -x; report "towards image right" as +.
+    return scale, rotation, translation, -yaw, -pitch, roll
+
+
+def _iou(a, b):
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+class FaceFitter:
+    """Detect every face of an RGB photo and fit the face mesh to each. Not picklable: one per process."""
+
+    def __init__(self, min_face_px=MIN_FACE_PX, max_faces=8, min_score=0.5):
+        import mediapipe as mp  # imported here: heavy, and only workers that fit faces need it
+        self.min_face_px = min_face_px
+        self.max_faces = max_faces
+        self._detectors = [mp.solutions.face_detection.FaceDetection(model_selection=m,
+                                                                     min_detection_confidence=min_score)
+                           for m in (0, 1)]
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                     refine_landmarks=False, min_detection_confidence=0.3)
+
+    def close(self):
+        for d in self._detectors:
+            d.close()
+        self._mesh.close()
+
+    def detect(self, image):
+        """Face boxes (x, y, w, h, score) in pixels from both detectors, duplicates merged, largest first."""
+        h, w = image.shape[:2]
+        boxes = []
+        for detector in self._detectors:
+            for det in detector.process(image).detections or []:
+                b = det.location_data.relative_bounding_box
+                boxes.append((b.xmin * w, b.ymin * h, b.width * w, b.height * h, float(det.score[0])))
+        kept = []
+        for box in sorted(boxes, key=lambda b: -b[2] * b[3]):
+            if all(_iou(box, k) < 0.3 for k in kept):
+                kept.append(box)
+        return kept[: self.max_faces]
+
+    def _mesh_in_crop(self, image, box):
+        x, y, bw, bh = box
+        side = CROP_MARGIN * max(bw, bh)
+        cx, cy = x + bw / 2, y + bh / 2
+        x0, y0 = cx - side / 2, cy - side / 2
+        k = CROP_SIZE / side
+        affine = np.array([[k, 0, -k * x0], [0, k, -k * y0]])
+        crop = cv2.warpAffine(image, affine, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+        result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        lm = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark]) * CROP_SIZE
+        return np.column_stack([lm[:, 0] / k + x0, lm[:, 1] / k + y0, lm[:, 2] / k])
+
+    def fit(self, image):
+        """Return (faces, reason): the fitted faces, and why there are none when the list is empty."""
+        boxes = self.detect(image)
+        if not boxes:
+            return [], "no face found"
+        faces, too_small = [], 0
+        for x, y, bw, bh, score in boxes:
+            if max(bw, bh) < self.min_face_px:
+                too_small += 1
+                continue
+            landmarks = self._mesh_in_crop(image, (x, y, bw, bh))
+            if landmarks is None:
+                continue
+            scale, rotation, _, yaw, pitch, roll = estimate_pose(landmarks)
+            faces.append(FaceFit(landmarks.astype(np.float32), (x, y, bw, bh), score,
+                                 float(yaw), float(pitch), float(roll), float(scale), rotation))
+        if faces:
+            return faces, ""
+        if too_small == len(boxes):
+            return [], f"face too small (< {self.min_face_px} px)"
+        return [], "face found but the mesh could not be fitted"

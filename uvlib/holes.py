@@ -1,0 +1,65 @@
+"""Training-time holes and batches: the same kinds of realistic holes the protocol scores with.
+
+The hole bank mixes pose-simulated holes of training meshes (yaw 15-75 degrees either side) with borrowed
+holes (the unseen regions of training maps); the sampler draws from it and mirrors left-right at random,
+which the symmetric UV layout allows. Test holes come from the test split only, so nothing leaks.
+"""
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .dataset import Dataset
+from .masks import borrowed_hole, pose_hole, random_pose
+
+BANK_VERSION = 1
+
+
+def build_hole_bank(ds: Dataset, split="train", seed=0, n_pose=512, limit=None, progress=True) -> torch.Tensor:
+    """(M, S, S) bool holes: n_pose pose-simulated ones plus one borrowed per map of `split`; cached."""
+    path = ds.root / "protocol" / f"bank-v{BANK_VERSION}-{split}-seed{seed}-pose{n_pose}-n{limit or 'all'}.npz"
+    size = ds.uv_size
+    if path.exists():
+        packed = np.load(path)["hole"]
+        return torch.from_numpy(np.unpackbits(packed, axis=1, count=size * size).reshape(-1, size, size).astype(bool))
+    rows = ds.split_rows(split)[:limit]
+    _, observed, _ = ds.load(split, limit=limit)
+    rng = np.random.default_rng(seed)
+    holes = [borrowed_hole(o[0].numpy() > 0.5) for o in observed]
+    for k in tqdm(rng.integers(len(rows), size=n_pose), desc="hole bank", disable=not progress):
+        yaw, pitch = random_pose(rng, (15, 75))
+        holes.append(pose_hole(ds.mesh(rows[k]["id"]), size, yaw, pitch))
+    holes = np.stack(holes)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, hole=np.packbits(holes.reshape(len(holes), -1), axis=1))
+    tmp.replace(path)
+    return torch.from_numpy(holes)
+
+
+class HoleSampler:
+    """Draws holes for a batch from a bank: `sampler(observed, generator) -> (B, 1, S, S) float`."""
+
+    def __init__(self, bank: torch.Tensor):
+        if bank.ndim != 3 or len(bank) == 0:
+            raise ValueError("hole bank must be a non-empty (M, S, S) tensor; build it with build_hole_bank")
+        self.bank = bank
+
+    def __call__(self, observed: torch.Tensor, generator: torch.Generator = None) -> torch.Tensor:
+        b = observed.shape[0]
+        pick = torch.randint(len(self.bank), (b,), generator=generator)
+        flip = torch.rand(b, generator=generator) < 0.5
+        holes = self.bank[pick]
+        holes[flip] = holes[flip].flip(-1)
+        return holes.unsqueeze(1).float().to(observed.device)
+
+
+def training_batches(uv, observed, sampler: HoleSampler, batch_size, seed=0):
+    """Endless shuffled batches {'uv', 'observed', 'hole'} on the CPU, reproducible from `seed`."""
+    if len(uv) == 0:
+        raise ValueError("no training maps; prepare a dataset with a non-empty train split")
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(uv), generator=generator)
+        for start in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
+            idx = order[start:start + batch_size]
+            yield {"uv": uv[idx], "observed": observed[idx], "hole": sampler(observed[idx], generator)}
