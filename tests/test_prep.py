@@ -1,0 +1,169 @@
+"""Stage 00 end to end on real photos and on every kind of bad input."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from uvlib.cli import main
+from uvlib.dataset import DatasetError, open_dataset, read_manifest
+from uvlib.photo import PhotoError, read_photo
+from uvlib.prep import PrepConfig, parse_shard, prepare
+from uvlib.sources import folder_photos
+
+
+def small_face(face_rgb, fitter, side):
+    """The photo's face shrunk to `side` px and pasted on a grey canvas."""
+    x, y, w, h = (int(v) for v in fitter.fit(face_rgb)[0][0].box)
+    m = w // 2
+    crop = face_rgb[max(0, y - m): y + h + m, max(0, x - m): x + w + m]
+    small = cv2.resize(crop, None, fx=side / w, fy=side / w, interpolation=cv2.INTER_AREA)
+    canvas = np.full((400, 400, 3), 128, np.uint8)
+    canvas[100:100 + small.shape[0], 100:100 + small.shape[1]] = small
+    return canvas
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory, face_photo, face_rgb, fitter):
+    """Good photos and every kind of bad one, in a nested folder."""
+    d = tmp_path_factory.mktemp("photos")
+    (d / "sub").mkdir()
+    im = Image.fromarray(face_rgb)
+    im.save(d / "good.jpg")
+    im.convert("L").save(d / "gray.png")
+    im.convert("RGBA").save(d / "sub" / "rgba.png")
+    im.convert("CMYK").save(d / "cmyk.jpg")
+    rotated = im.rotate(90, expand=True)            # stored sideways, EXIF says "rotate back"
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    rotated.save(d / "exif_rotated.jpg", exif=exif)
+    raw = (d / "good.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(raw[: len(raw) // 3])
+    (d / "unreadable.jpg").write_bytes(b"\x00\x01garbage" * 50)
+    (d / "notes.dat").write_text("not an image at all")
+    Image.new("RGB", (8001, 8), "white").save(d / "huge.png")
+    Image.fromarray(small_face(face_rgb, fitter, 36)).save(d / "tiny_face.png")
+    Image.fromarray(np.tile(np.linspace(0, 255, 300, dtype=np.uint8), (200, 1))[..., None].repeat(3, 2)).save(
+        d / "no_face.png")
+    (d / "list.txt").write_text("side files like this are ignored")
+    return d
+
+
+@pytest.fixture(scope="module")
+def prepared(photo_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "dataset"
+    summary = prepare(folder_photos(photo_folder), out, PrepConfig(uv_size=64, workers=1), progress=False)
+    return out, summary
+
+
+def test_bad_inputs_are_recorded_with_their_reason_and_good_ones_are_kept(prepared):
+    out, summary = prepared
+    records = {r["key"]: r for r in read_manifest(out)}
+    assert {k for k, r in records.items() if r["status"] == "ok"} == {"good", "gray", "sub__rgba", "cmyk",
+                                                                      "exif_rotated"}
+    reason = {k: r["reason"] for k, r in records.items()}
+    assert reason["truncated"].startswith("unreadable or truncated")
+    assert reason["unreadable"].startswith("not an image")
+    assert reason["notes"].startswith("not an image")
+    assert reason["huge"].startswith("image too large")
+    assert reason["tiny_face"].startswith("face too small")
+    assert reason["no_face"] == "no face found"
+    assert "list" not in records
+    assert summary["ok"] == 5 and summary["failed"] == 6
+    assert summary["dataset"]["reasons"]["no face found"] == 1
+
+
+def test_exif_rotation_is_applied_before_fitting(prepared):
+    out, _ = prepared
+    ds = open_dataset(out)
+    roll = {r["id"]: r["roll"] for r in ds.rows}
+    assert abs(roll["exif_rotated_0"] - roll["good_0"]) < 5
+
+
+def test_dataset_folder_holds_maps_masks_meshes_and_a_split(prepared):
+    out, _ = prepared
+    ds = open_dataset(out)
+    assert len(ds.rows) == 5 and ds.uv_size == 64
+    assert {r["split"] for r in ds.rows} <= {"train", "val", "test"}
+    uv, observed, rows = ds.load(rows[0]["split"] if (rows := ds.rows) else "train")
+    assert uv.shape[1:] == (3, 64, 64) and observed.shape[1:] == (1, 64, 64)
+    assert ((uv.sum(1, keepdim=True) > 0).float() <= observed + 1e-6).all()   # colour only where seen
+    assert ds.mesh(rows[0]["id"]).shape == (468, 3)
+    assert (ds.atlas().numpy() == (np.asarray(Image.open(out / "atlas.png")) > 127)).all()
+    assert 0.5 < rows[0]["visible_fraction"] < 0.95
+
+
+def test_rerun_skips_finished_photos_and_keeps_their_files(prepared, photo_folder):
+    out, _ = prepared
+    before = (out / "uv" / "good_0.png").stat().st_mtime_ns
+    again = prepare(folder_photos(photo_folder), out, PrepConfig(uv_size=64, workers=1), progress=False)
+    assert again["skipped_done"] == 11 and again["ok"] == again["failed"] == 0
+    assert (out / "uv" / "good_0.png").stat().st_mtime_ns == before
+
+
+def test_shards_split_the_work_and_the_index_waits_for_all_of_them(photo_folder, tmp_path):
+    photos = folder_photos(photo_folder)
+    first = prepare(photos, tmp_path / "d", PrepConfig(uv_size=64, workers=1, shard=(0, 2)), progress=False)
+    assert "dataset" not in first and not (tmp_path / "d" / "index.csv").exists()
+    second = prepare(photos, tmp_path / "d", PrepConfig(uv_size=64, workers=1, shard=(1, 2)), progress=False)
+    assert first["ok"] + first["failed"] + second["ok"] + second["failed"] == 11
+    assert second["dataset"]["faces"] == 5
+
+
+def test_same_photos_same_split_whatever_the_order(photo_folder, tmp_path):
+    photos = folder_photos(photo_folder)
+    a = prepare(photos, tmp_path / "a", PrepConfig(uv_size=64, workers=1), progress=False)
+    b = prepare(photos[::-1], tmp_path / "b", PrepConfig(uv_size=64, workers=1), progress=False)
+    split = lambda d: {r["id"]: r["split"] for r in open_dataset(d).rows}
+    assert split(tmp_path / "a") == split(tmp_path / "b") and a["ok"] == b["ok"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "100"], "UV size 100"),
+    (["--method", "splat"], "--method 'splat'"),
+    (["--shard", "3/2"], "--shard 3/2"),
+    (["--shard", "x"], "--shard 'x'"),
+    (["--workers", "-1"], "--workers -1"),
+])
+def test_wrong_parameters_fail_before_any_work_with_one_line(photo_folder, tmp_path, capsys, args, message):
+    out = tmp_path / "never"
+    assert main(["prep", str(photo_folder), str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_missing_source_and_mismatched_dataset_are_one_line_errors(prepared, photo_folder, tmp_path, capsys):
+    assert main(["prep", str(tmp_path / "nowhere"), str(tmp_path / "o"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    out, _ = prepared
+    assert main(["prep", str(photo_folder), str(out), "--size", "128", "--quiet"]) == 2
+    assert "uv_size=64" in capsys.readouterr().err
+
+
+def test_cli_prepares_a_dataset(photo_folder, tmp_path, capsys):
+    single = tmp_path / "one"
+    single.mkdir()
+    (single / "a.jpg").write_bytes((photo_folder / "good.jpg").read_bytes())
+    assert main(["prep", str(single), str(tmp_path / "ds"), "--size", "64", "--quiet", "--workers", "1"]) == 0
+    assert "1 ok, 0 failed" in capsys.readouterr().out
+    assert json.loads((tmp_path / "ds" / "summary.json").read_text())["faces"] == 1
+
+
+def test_open_dataset_explains_what_is_wrong(tmp_path):
+    with pytest.raises(DatasetError, match="uvlib prep"):
+        open_dataset(tmp_path)
+    (tmp_path / "dataset.json").write_text(json.dumps({"format": "uvface-dataset", "version": 0}))
+    with pytest.raises(DatasetError, match="v0"):
+        open_dataset(tmp_path)
+
+
+def test_read_photo_reasons(photo_folder):
+    assert read_photo(photo_folder / "cmyk.jpg").shape[2] == 3
+    with pytest.raises(PhotoError, match="file not found"):
+        read_photo(photo_folder / "missing.jpg")
+
+
+def test_parse_shard():
+    assert parse_shard("2/5") == (2, 5)

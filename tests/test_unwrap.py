@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from uvlib.facefit import canonical_in_camera_axes, estimate_pose
+from uvlib.mesh import face_model, uv_atlas
+from uvlib.unwrap import texel_visibility, unwrap
+from uvlib.masks import reposed_mesh
+
+
+def posed_canonical(yaw=0.0, pitch=0.0, scale=10.0):
+    from scipy.spatial.transform import Rotation
+    r = Rotation.from_euler("YXZ", [-yaw, -pitch, 0], degrees=True).as_matrix()
+    return scale * canonical_in_camera_axes() @ r.T + np.array([100.0, 100.0, 0.0])
+
+
+def test_atlas_is_left_right_symmetric_and_about_two_thirds_of_the_square():
+    mask = uv_atlas(128).mask
+    assert 0.6 < mask.mean() < 0.7
+    assert (mask == mask[:, ::-1]).mean() > 0.99
+
+
+@pytest.mark.parametrize("yaw", [-40.0, -10.0, 0.0, 25.0, 60.0])
+def test_pose_estimate_recovers_a_known_rotation(yaw):
+    scale, rotation, translation, est_yaw, est_pitch, est_roll = estimate_pose(posed_canonical(yaw, 10.0))
+    assert est_yaw == pytest.approx(yaw, abs=1e-6)
+    assert est_pitch == pytest.approx(10.0, abs=1e-6)
+    assert est_roll == pytest.approx(0.0, abs=1e-6)
+    assert scale == pytest.approx(10.0)
+
+
+def test_frontal_face_sees_most_texels_and_turning_hides_the_far_side():
+    frontal, _ = texel_visibility(posed_canonical(0), 64)
+    turned, _ = texel_visibility(posed_canonical(60), 64)
+    atlas = uv_atlas(64).mask
+    assert frontal.sum() > 0.7 * atlas.sum()
+    assert turned.sum() < 0.8 * frontal.sum()
+    left, right = turned[:, :32].sum(), turned[:, 32:].sum()
+    assert min(left, right) < 0.5 * max(left, right)  # one side of the symmetric atlas is mostly hidden
+    mirrored, _ = texel_visibility(posed_canonical(-60), 64)
+    assert (mirrored[:, ::-1] == turned).mean() > 0.97
+
+
+def test_warp_samples_the_photo_colour_at_each_texels_image_position():
+    verts = posed_canonical(0)
+    h = w = 200
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([xx, yy, np.zeros_like(xx)], -1).astype(np.uint8)   # colour encodes position
+    result = unwrap(image, verts, 64)
+    _, pos = texel_visibility(verts, 64)
+    v = result.visible
+    assert v.sum() > 1000
+    assert np.abs(result.texture[v][:, 0].astype(float) - (pos[v][:, 0] - 0.5)).max() <= 1.0
+    assert (result.texture[~v] == 0).all()
+
+
+def test_griddata_agrees_with_warp_on_a_smooth_photo():
+    verts = posed_canonical(20)
+    yy, xx = np.mgrid[0:200, 0:200]
+    image = np.stack([xx, yy, (xx + yy) // 2], -1).astype(np.uint8)
+    warp, grid = unwrap(image, verts, 64), unwrap(image, verts, 64, method="griddata")
+    both = warp.visible & grid.visible
+    assert both.sum() > 0.9 * warp.visible.sum()
+    assert np.abs(warp.texture[both].astype(int) - grid.texture[both].astype(int)).mean() < 2.0
+
+
+def test_no_texel_is_visible_through_the_back_of_the_head():
+    # the mesh seen from behind: every triangle faces away
+    verts = posed_canonical(180)
+    visible, _ = texel_visibility(verts, 64)
+    assert visible.sum() == 0
+
+
+def test_reposing_a_mesh_changes_only_its_pose():
+    verts = posed_canonical(10, 5, scale=7)
+    turned = reposed_mesh(verts, 45.0, 0.0)
+    *_, yaw, pitch, roll = estimate_pose(turned)
+    assert (yaw, pitch, roll) == pytest.approx((45.0, 0.0, 0.0), abs=1e-6)
+
+
+def test_unknown_method_and_size_are_rejected():
+    with pytest.raises(ValueError, match="griddata"):
+        unwrap(np.zeros((10, 10, 3), np.uint8), posed_canonical(), 64, method="splat")
+    with pytest.raises(ValueError, match="64, 128, 256"):
+        uv_atlas(100)
+    assert face_model().tri.shape == (898, 3)
