@@ -1,0 +1,100 @@
+"""Hole masks, fixed test cases and scoring on a tiny prepared dataset."""
+import numpy as np
+import pytest
+import torch
+
+from uvlib.evaluation import build_test_cases, load_benchmark, load_test_cases, score
+from uvlib.holes import HoleSampler, build_hole_bank, training_batches
+from uvlib.masks import borrowed_hole, box_hole, pose_hole, yaw_bin_of
+from uvlib.mesh import uv_atlas
+from uvlib.prep import PrepConfig, prepare
+from uvlib.sources import Photo
+from uvlib.dataset import open_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory, face_photo):
+    """Eight copies of one photo, some mirrored, so every split has faces."""
+    from PIL import Image
+    d = tmp_path_factory.mktemp("photos")
+    im = Image.open(face_photo)
+    for k in range(12):
+        (im.transpose(Image.FLIP_LEFT_RIGHT) if k % 2 else im).rotate(3 * k).save(d / f"p{k}.jpg")
+    out = tmp_path_factory.mktemp("ds") / "ds"
+    photos = [Photo(f"p{k}", d / f"p{k}.jpg") for k in range(12)]
+    prepare(photos, out, PrepConfig(uv_size=64, workers=1, split_seed=3), progress=False)
+    return open_dataset(out)
+
+
+def test_yaw_bins():
+    assert [yaw_bin_of(y) for y in (3, -20, 44.9, 45, -74, 80)] == [
+        "under-15", "15-30", "30-45", "45-60", "60-75", "over-75"]
+
+
+def test_pose_holes_grow_with_yaw_and_stay_inside_the_atlas(tiny_dataset):
+    landmarks = tiny_dataset.mesh(tiny_dataset.rows[0]["id"])
+    sizes = [pose_hole(landmarks, 64, yaw).sum() for yaw in (0, 30, 60, 75)]
+    assert sizes == sorted(sizes) and sizes[-1] > 2 * sizes[0]
+    hole = pose_hole(landmarks, 64, 60)
+    assert not (hole & ~uv_atlas(64).mask).any()
+
+
+def test_borrowed_and_box_holes():
+    atlas = uv_atlas(64).mask
+    seen = atlas.copy()
+    seen[:, :32] = False
+    assert (borrowed_hole(seen) == (atlas & ~seen)).all()
+    box = box_hole(64, np.random.default_rng(0), n_boxes=1, box=30)
+    assert 0 < box.sum() <= 15 * 15 and not (box & ~atlas).any()
+
+
+def test_test_cases_are_fixed_by_the_seed_and_cached(tiny_dataset):
+    split = tiny_dataset.rows[0]["split"]
+    a = build_test_cases(tiny_dataset, split, seed=1, progress=False)
+    b = build_test_cases(tiny_dataset, split, seed=1, progress=False)
+    c = build_test_cases(tiny_dataset, split, seed=2, progress=False)
+    assert (a.hole == b.hole).all() and (a.image == b.image).all()
+    assert not (len(a.hole) == len(c.hole) and (a.hole == c.hole).all())
+    cached = load_test_cases(tiny_dataset, split, seed=1, progress=False)
+    again = load_test_cases(tiny_dataset, split, seed=1, progress=False)
+    assert (cached.hole == a.hole).all() and (again.hole == a.hole).all() and list(again.kind) == list(a.kind)
+
+
+def test_scores_reward_the_truth_and_ignore_what_the_method_cannot_know(tiny_dataset):
+    split = tiny_dataset.rows[0]["split"]
+    bench = load_benchmark(tiny_dataset, split, seed=0, progress=False)
+    perfect = lambda uv_in, known: bench_truth(bench, uv_in)
+    grey = lambda uv_in, known: torch.full_like(uv_in, 0.5)
+    s_grey, records = score(grey, bench, batch_size=4, progress=False)
+    assert len(records) == len(bench)
+    assert set(s_grey) >= {"overall", "by_yaw_bin", "by_size_bin", "by_kind"}
+    assert s_grey["overall"]["n"] == len(bench)
+    s_true, _ = score(perfect, bench, batch_size=4, progress=False)
+    assert s_true["overall"]["psnr"] > s_grey["overall"]["psnr"] + 20
+    assert s_true["overall"]["l1"] < 1e-6 < s_grey["overall"]["l1"]
+
+
+def bench_truth(bench, uv_in):
+    """Look the inputs up among the split's maps (test-only cheat) and return the full truth."""
+    flat = bench.uv.flatten(1)
+    out = []
+    for x in uv_in:
+        keep = x.flatten() > 0
+        err = ((flat[:, keep] - x.flatten()[keep]) ** 2).sum(1)
+        out.append(bench.uv[int(err.argmin())])
+    return torch.stack(out)
+
+
+def test_hole_bank_and_batches(tiny_dataset):
+    bank = build_hole_bank(tiny_dataset, "train", seed=0, n_pose=4, progress=False)
+    n_train = len(tiny_dataset.split_rows("train"))
+    assert bank.shape == (n_train + 4, 64, 64) and bank.dtype == torch.bool
+    again = build_hole_bank(tiny_dataset, "train", seed=0, n_pose=4, progress=False)
+    assert torch.equal(bank, again)
+    uv, observed, _ = tiny_dataset.load("train")
+    batches = training_batches(uv, observed, HoleSampler(bank), batch_size=2, seed=5)
+    b1, b2 = next(batches), next(training_batches(uv, observed, HoleSampler(bank), batch_size=2, seed=5))
+    assert b1["uv"].shape == (2, 3, 64, 64) and b1["hole"].shape == (2, 1, 64, 64)
+    assert all(torch.equal(b1[k], b2[k]) for k in b1)
+    with pytest.raises(ValueError, match="hole bank"):
+        HoleSampler(torch.zeros(0, 64, 64, dtype=torch.bool))
