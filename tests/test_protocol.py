@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from uvlib.evaluation import build_test_cases, load_benchmark, load_test_cases, score
-from uvlib.holes import HoleSampler, build_hole_bank, training_batches
+from uvlib.holes import HoleSampler, TrainingBatches, build_hole_bank
 from uvlib.masks import borrowed_hole, box_hole, pose_hole, yaw_bin_of
 from uvlib.mesh import uv_atlas
 from uvlib.prep import PrepConfig, prepare
@@ -92,9 +92,10 @@ def test_hole_bank_and_batches(tiny_dataset):
     again = build_hole_bank(tiny_dataset, "train", seed=0, n_pose=4, progress=False)
     assert torch.equal(bank, again)
     uv, observed, _ = tiny_dataset.load("train")
-    batches = training_batches(uv, observed, HoleSampler(bank), batch_size=2, seed=5)
-    b1, b2 = next(batches), next(training_batches(uv, observed, HoleSampler(bank), batch_size=2, seed=5))
+    batches = TrainingBatches(uv, observed, HoleSampler(bank), batch_size=2, seed=5)
+    b1, b2 = batches(3), TrainingBatches(uv, observed, HoleSampler(bank), batch_size=2, seed=5)(3)
     assert b1["uv"].shape == (2, 3, 64, 64) and b1["hole"].shape == (2, 1, 64, 64)
     assert all(torch.equal(b1[k], b2[k]) for k in b1)
+    assert not torch.equal(batches(0)["hole"], batches(1)["hole"]) or not torch.equal(batches(0)["uv"], batches(1)["uv"])
     with pytest.raises(ValueError, match="hole bank"):
         HoleSampler(torch.zeros(0, 64, 64, dtype=torch.bool))

@@ -19,6 +19,22 @@ def _prep(args):
         print(f"dataset {args.out}: {d['photos']} photos, {d['faces']} faces, splits {d['faces_per_split']}")
 
 
+def _baselines(args):
+    from .baselines import make_baselines
+    from .dataset import open_dataset
+    from .evaluation import load_benchmark
+    from .report import evaluate_methods, table_rows, write_table
+    from .runs import stage_dir
+    ds = open_dataset(args.dataset)
+    bench = load_benchmark(ds, args.split, seed=args.seed, limit=args.limit, progress=not args.quiet)
+    uv, observed, _ = ds.load("train")
+    out = stage_dir(args.out, "")
+    methods = make_baselines(uv, observed, ds.atlas())
+    results = evaluate_methods(methods, bench, out, "baselines", args.seed,
+                               {"dataset": str(ds.root), "split": args.split}, progress=not args.quiet)
+    print(write_table(table_rows({"baselines": {"methods": results}}), out))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="uvlib", description="Complete incomplete facial UV maps.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,7 +49,20 @@ def build_parser():
     p.add_argument("--mafl", help="folder with MAFL training.txt/testing.txt: SOURCE is img_align_celeba")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_prep)
+
+    p = sub.add_parser("baselines", help="score mean face, symmetry, Telea and Navier-Stokes on the protocol")
+    p.add_argument("dataset", help="a prepared dataset folder")
+    p.add_argument("out", help="folder for metrics.json, per-case scores and results.md")
+    _protocol_args(p)
+    p.set_defaults(run=_baselines)
     return parser
+
+
+def _protocol_args(p):
+    p.add_argument("--split", default="test", help="split to score (default test)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test cases (default 0)")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N maps of the split")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(argv=None):

@@ -53,13 +53,24 @@ class HoleSampler:
         return holes.unsqueeze(1).float().to(observed.device)
 
 
-def training_batches(uv, observed, sampler: HoleSampler, batch_size, seed=0):
-    """Endless shuffled batches {'uv', 'observed', 'hole'} on the CPU, reproducible from `seed`."""
-    if len(uv) == 0:
-        raise ValueError("no training maps; prepare a dataset with a non-empty train split")
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(len(uv), generator=generator)
-        for start in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
-            idx = order[start:start + batch_size]
-            yield {"uv": uv[idx], "observed": observed[idx], "hole": sampler(observed[idx], generator)}
+class TrainingBatches:
+    """Batches {'uv', 'observed', 'hole'} as a function of the step: `batches(step)`.
+
+    A step's batch depends only on (seed, step), so a training job killed and resumed at step k sees exactly
+    the batches an uninterrupted run would have seen. Each epoch is a fresh seeded permutation of the maps.
+    """
+
+    def __init__(self, uv, observed, sampler: HoleSampler, batch_size, seed=0):
+        if len(uv) == 0:
+            raise ValueError("no training maps; prepare a dataset with a non-empty train split")
+        self.uv, self.observed, self.sampler = uv, observed, sampler
+        self.batch_size, self.seed = min(batch_size, len(uv)), seed
+        self.per_epoch = len(uv) // self.batch_size
+
+    def __call__(self, step: int) -> dict:
+        epoch, k = divmod(step, self.per_epoch)
+        order = torch.randperm(len(self.uv), generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        idx = order[k * self.batch_size:(k + 1) * self.batch_size]
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + 7919 * step + 1)
+        observed = self.observed[idx]
+        return {"uv": self.uv[idx], "observed": observed, "hole": self.sampler(observed, generator)}

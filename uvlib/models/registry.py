@@ -1,0 +1,59 @@
+"""Trained models as self-contained artefacts.
+
+A model file (runs/PROFILE/NN_stage/model-NAME.pt) holds everything `uvlib complete` and `uvlib evaluate`
+need: its kind, its config, its weights and the UV size. So a model trained on a GPU is copied to a laptop
+and used on its CPU. Each kind names the function (module:function) that rebuilds a completion function
+`fn(uv_in, known) -> uv_out` from (config, state, device).
+"""
+from importlib import import_module
+from pathlib import Path
+
+import torch
+
+BUILDERS = {
+    "mean_face": "uvlib.models.builders:mean_face",
+    "masked_pca": "uvlib.models.builders:masked_pca",
+    "linear_ae": "uvlib.models.builders:linear_ae",
+    "fc_ae": "uvlib.models.builders:fc_ae",
+    "pconv": "uvlib.models.builders:pconv",
+    "pca_pconv": "uvlib.models.builders:pca_pconv",
+    "gan": "uvlib.models.builders:gan",
+    "pca_pconv_gan": "uvlib.models.builders:pca_pconv_gan",
+    "blend": "uvlib.models.builders:blend",
+}
+
+
+def save_model(path, kind: str, uv_size: int, config: dict, state: dict):
+    if kind not in BUILDERS:
+        raise ValueError(f"model kind {kind!r} is unknown; use one of {sorted(BUILDERS)}")
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"kind": kind, "uv_size": uv_size, "config": config, "state": state}, tmp)
+    tmp.replace(path)
+
+
+def model_files(stage_dir) -> list:
+    return sorted(Path(stage_dir).glob("model-*.pt"))
+
+
+def load_model(path, device="cpu"):
+    """(completion function, info dict with kind, uv_size, config, name) from a model file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist; train its stage first")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(saved, dict) or saved.get("kind") not in BUILDERS:
+        raise ValueError(f"{path} is not a uvlib model file (no known 'kind'); pick a model-*.pt of a stage folder")
+    module, function = BUILDERS[saved["kind"]].split(":")
+    fn = getattr(import_module(module), function)(saved["config"], saved["state"], torch.device(device))
+    info = {k: saved[k] for k in ("kind", "uv_size", "config")}
+    info["name"] = path.stem.removeprefix("model-")
+    return fn, info
+
+
+def load_stage_models(stage_dir, device="cpu") -> dict:
+    """{name: completion function} for every model file of a stage folder."""
+    files = model_files(stage_dir)
+    if not files:
+        raise FileNotFoundError(f"{stage_dir} holds no model-*.pt; run its stage notebook first")
+    return {f.stem.removeprefix("model-"): load_model(f, device)[0] for f in files}
