@@ -113,11 +113,12 @@ def load_benchmark(ds: Dataset, split="test", seed=0, kinds=DEFAULT_KINDS, limit
 
 @torch.no_grad()
 def complete_cases(complete_fn, bench: Benchmark, idx, device="cpu"):
-    """Run a completion function on cases `idx`; returns the composited prediction (observed texels kept)."""
+    """Run a completion function on cases `idx`; returns the composited prediction (known texels kept, zero
+    outside the atlas)."""
     target, _, _, known = bench.case(idx)
     target, known = target.to(device), known.to(device)
     pred = complete_fn(target * known, known).clamp(0, 1)
-    return (pred * (1 - known) + target * known).cpu()
+    return ((pred * (1 - known) + target * known) * bench.atlas.to(device)).cpu()
 
 
 @torch.no_grad()

@@ -51,6 +51,7 @@ def table_rows(metrics_by_stage: dict) -> list:
             row = {"stage": stage, "method": method, "n": s["overall"]["n"]}
             row.update({m: s["overall"][m] for m in METRIC_COLUMNS})
             row.update({f"psnr {b}": s["by_yaw_bin"].get(b, {}).get("psnr", float("nan")) for b in YAW_BIN_NAMES})
+            row["psnr borrowed"] = s.get("by_kind", {}).get("borrowed", {}).get("psnr", float("nan"))
             rows.append(row)
     return rows
 
@@ -74,6 +75,16 @@ def write_table(rows, directory, name="results"):
     md = markdown_table(rows)
     (directory / f"{name}.md").write_text(md + "\n")
     return md
+
+
+def psnr_by_yaw_figure(rows, ax):
+    """Hole PSNR against the hole's yaw bin, one line per method."""
+    for row in rows:
+        ax.plot(YAW_BIN_NAMES, [row[f"psnr {b}"] for b in YAW_BIN_NAMES], marker="o", label=f"{row['method']}")
+    ax.set_xlabel("simulated head yaw of the hole (degrees)")
+    ax.set_ylabel("hole PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
 
 
 def showcase_grid(directory):
