@@ -55,6 +55,9 @@ def build_parser():
     p.add_argument("out", help="folder for metrics.json, per-case scores and results.md")
     _protocol_args(p)
     p.set_defaults(run=_baselines)
+
+    from .complete import add_parser
+    add_parser(sub)
     return parser
 
 

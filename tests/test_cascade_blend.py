@@ -1,0 +1,162 @@
+import pytest
+import torch
+
+from uvlib.losses import InpaintingLoss
+from uvlib.models import registry
+from uvlib.models.blend import BlendedPCAPConv, BlendNet, BlendStage
+from uvlib.models.cascade import CascadeStage, CascadeThenGAN, PCAPConvCascade
+from uvlib.models.gan import Generator, GeneratorConfig
+from uvlib.models.pca import MaskedPCA
+from uvlib.models.pconv import PConvUNet, PConvUNetConfig
+from uvlib.training import TrainConfig, train
+
+S = 16
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP hand-off cost, which dominates on a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def atlas():
+    a = torch.ones(S, S)
+    a[:, :2] = 0
+    return a
+
+
+def random_batch(step, n=4):
+    g = torch.Generator().manual_seed(step)
+    ramp = torch.linspace(0, 1, S).view(1, 1, 1, S)
+    uv = (ramp * torch.rand(n, 3, 1, 1, generator=g) + 0.1 * torch.rand(n, 3, S, S, generator=g)).clamp(0, 1)
+    observed = (torch.rand(n, 1, S, S, generator=g) > 0.2).float()
+    hole = torch.zeros(n, 1, S, S)
+    hole[..., 4:10, 4:10] = 1
+    return {"uv": uv, "observed": observed, "hole": hole}
+
+
+def inputs(batch):
+    known = batch["observed"] * (1 - batch["hole"]) * atlas()
+    return batch["uv"] * known, known
+
+
+@pytest.fixture(scope="module")
+def pca():
+    maps = random_batch(100, n=12)
+    return MaskedPCA(n_components=2).fit(maps["uv"], maps["observed"], atlas(), progress=False)
+
+
+def make_pconv(extra=True):
+    torch.manual_seed(0)
+    return PConvUNet(PConvUNetConfig(uv_size=S, base_width=4, extra_channels=3 if extra else 0,
+                                     predict_residual_on_extra=extra))
+
+
+def config(tmp_path, name, **kw):
+    base = dict(max_steps=2, batch_size=4, checkpoint_every=2, sample_every=2, log_every=1,
+                seed=3, out_dir=str(tmp_path / name), progress=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(before, module):
+    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
+def round_trip(tmp_path, kind, model):
+    path = tmp_path / f"model-{kind}.pt"
+    registry.save_model(path, kind, S, *model.state())
+    fn, info = registry.load_model(path)
+    assert info["kind"] == kind and info["uv_size"] == S
+    return fn
+
+
+def trained_cascade(pca, tmp_path):
+    cascade = PCAPConvCascade(pca, make_pconv())
+    stage = CascadeStage(cascade, InpaintingLoss({"perceptual": 0.0, "style": 0.0}), 1e-3, atlas=atlas())
+    last = train(stage, random_batch, config(tmp_path, "cascade"))
+    return cascade, last
+
+
+def test_untrained_cascade_returns_the_pca_fill(pca):
+    uv_in, known = inputs(random_batch(0))
+    out = PCAPConvCascade(pca, make_pconv())(uv_in, known)
+    assert out.shape == uv_in.shape and 0 <= out.min() and out.max() <= 1
+    hole = (1 - known).bool().expand_as(out)
+    assert torch.equal(out[hole], pca.complete(uv_in, known)[hole])
+    assert torch.equal(out * known, uv_in)
+
+
+def test_cascade_trains_only_the_pconv_and_round_trips(pca, tmp_path):
+    components = pca.components_.clone()
+    before = params(make_pconv())
+    cascade, last = trained_cascade(pca, tmp_path)
+    assert last["step"] == 2 and last["total"] > 0
+    assert changed(before, cascade.pconv) and torch.equal(pca.components_, components)
+    uv_in, known = inputs(random_batch(1))
+    out = cascade(uv_in, known)
+    assert not torch.equal(out, PCAPConvCascade(pca, make_pconv())(uv_in, known))
+    assert cascade.pconv.training  # the completion ran in eval mode and left the flag as it was
+    assert torch.equal(PCAPConvCascade.from_state(*cascade.state(), "cpu")(uv_in, known), out)
+    assert torch.equal(round_trip(tmp_path, "pca_pconv", cascade)(uv_in, known), out)
+
+
+def test_cascade_then_gan(pca, tmp_path):
+    cascade = PCAPConvCascade(pca, make_pconv())
+    torch.manual_seed(1)
+    generator = Generator(GeneratorConfig(uv_size=S, base_width=4, bottleneck=16, extra_channels=3))
+    model = CascadeThenGAN(cascade, generator)
+    uv_in, known = inputs(random_batch(2))
+    out = model(uv_in, known)
+    assert out.shape == uv_in.shape and 0 <= out.min() and out.max() <= 1
+    assert torch.equal(out * known, uv_in)
+    assert torch.equal(CascadeThenGAN.from_state(*model.state(), "cpu")(uv_in, known), out)
+    assert torch.equal(round_trip(tmp_path, "pca_pconv_gan", model)(uv_in, known), out)
+    with pytest.raises(ValueError, match="extra_channels=3"):
+        CascadeThenGAN(cascade, Generator(GeneratorConfig(uv_size=S, base_width=4)))
+
+
+def test_wrong_models_raise(pca):
+    with pytest.raises(ValueError, match="predict_residual_on_extra=True"):
+        PCAPConvCascade(pca, make_pconv(extra=False))
+    with pytest.raises(ValueError, match="no extra channels"):
+        BlendedPCAPConv(pca, make_pconv(extra=True), BlendNet(4))
+    with pytest.raises(ValueError, match="not fitted"):
+        PCAPConvCascade(MaskedPCA(2), make_pconv())
+
+
+def test_blend_weight_and_forced_pca(pca):
+    uv_in, known = inputs(random_batch(3))
+    model = BlendedPCAPConv(pca, make_pconv(extra=False), BlendNet(hidden=4))
+    pca_fill, pconv_fill = model.fills(uv_in, known)
+    torch.manual_seed(2)
+    torch.nn.init.normal_(model.blend.head.weight)
+    weight, residual = model.blend.mix(pca_fill, pconv_fill, uv_in, known)
+    assert weight.shape == known.shape and 0 <= weight.min() and weight.max() <= 1 and weight.std() > 0
+    assert residual.shape == uv_in.shape and residual.abs().max() <= 0.1
+    with torch.no_grad():
+        torch.nn.init.zeros_(model.blend.head.weight)
+        model.blend.head.bias.copy_(torch.tensor([100.0, 0, 0, 0]))  # w = sigmoid(100) = 1, residual 0
+    hole = (1 - known).bool().expand_as(uv_in)
+    assert torch.equal(model(uv_in, known)[hole], pca_fill[hole])
+
+
+def test_blend_stage_trains_only_the_blend_and_round_trips(pca, tmp_path):
+    model = BlendedPCAPConv(pca, make_pconv(extra=False), BlendNet(hidden=4))
+    pconv_before, blend_before = params(model.pconv), params(model.blend)
+    batch = random_batch(0)
+    stage = BlendStage(model, atlas(), lr=1e-2)
+    last = train(stage, random_batch, config(tmp_path, "blend"), sample_fn=lambda st, step: st.sample(batch))
+    assert {"total", "hole", "known", "lr"} <= set(last) and last["total"] > 0
+    assert changed(blend_before, model.blend) and not changed(pconv_before, model.pconv)
+    uv_in, known = inputs(random_batch(4))
+    out = model(uv_in, known)
+    assert out.shape == uv_in.shape and 0 <= out.min() and out.max() <= 1
+    assert torch.equal(BlendedPCAPConv.from_state(*model.state(), "cpu")(uv_in, known), out)
+    assert torch.equal(round_trip(tmp_path, "blend", model)(uv_in, known), out)

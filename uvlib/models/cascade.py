@@ -1,0 +1,131 @@
+"""Cascades: PCA fill -> PConv refinement (stage 04), then -> GAN refinement (stage 06).
+
+A plain PConv masks the hole texels of its input, so it would throw a PCA fill away. Here the
+fill enters as extra channels whose mask is all ones, and the PConv (extra_channels=3,
+predict_residual_on_extra=True) predicts a residual on top of it: untrained, the cascade returns
+the PCA fill unchanged. Stage 06 feeds the cascade's output to a GAN generator the same way.
+"""
+
+from contextlib import contextmanager
+from dataclasses import asdict
+
+import torch
+
+from uvlib.losses import composite
+from uvlib.models.gan import Generator, GeneratorConfig
+from uvlib.models.pca import MaskedPCA
+from uvlib.models.pconv import PConvUNet, PConvUNetConfig
+from uvlib.training import PConvStage
+
+
+@contextmanager
+def eval_mode(*modules):
+    """Run modules in eval mode (BN running statistics), restoring their train/eval flags."""
+    flags = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, flag in zip(modules, flags):
+            m.train(flag)
+
+
+def load_pca(state, device):
+    return MaskedPCA(state["config"]["n_components"]).load_state_dict(state).to(device)
+
+
+def check_pca(pca: MaskedPCA, uv_size, what):
+    if pca.atlas is None:
+        raise ValueError(f"{what}: the MaskedPCA is not fitted; fit it or load stage 01's model first")
+    if tuple(pca.atlas.shape) != (uv_size, uv_size):
+        raise ValueError(f"{what}: the PCA's atlas is {tuple(pca.atlas.shape)} but the network's uv_size is "
+                         f"{uv_size}; use models of the same UV size")
+
+
+class PCAPConvCascade:
+    """Completion function: PConv residual on the PCA fill (known texels from the input)."""
+
+    def __init__(self, pca: MaskedPCA, pconv: PConvUNet):
+        cfg = pconv.cfg
+        if cfg.extra_channels != 3 or not cfg.predict_residual_on_extra:
+            raise ValueError("the cascade's PConvUNet needs extra_channels=3 and predict_residual_on_extra=True; "
+                             "build it with PConvUNetConfig(..., extra_channels=3, predict_residual_on_extra=True)")
+        check_pca(pca, cfg.uv_size, "PCAPConvCascade")
+        self.pca, self.pconv = pca, pconv
+
+    @torch.no_grad()
+    def fill(self, uv_in, known):
+        """The PCA completion with the known texels pasted back: the PConv's extra input."""
+        return composite(self.pca.complete(uv_in, known), uv_in, known)
+
+    @torch.no_grad()
+    def __call__(self, uv_in, known):
+        with eval_mode(self.pconv):
+            pred = self.pconv(uv_in, known, self.fill(uv_in, known))
+        return composite(pred, uv_in, known)
+
+    def to(self, device):
+        self.pca.to(device)
+        self.pconv.to(device)
+        return self
+
+    def state(self):
+        """(config, state) for registry.save_model(path, "pca_pconv", uv_size, config, state)."""
+        return {"pconv": asdict(self.pconv.cfg)}, {"pca": self.pca.state_dict(), "pconv": self.pconv.state_dict()}
+
+    @classmethod
+    def from_state(cls, config, state, device):
+        pconv = PConvUNet(PConvUNetConfig(**config["pconv"]))
+        pconv.load_state_dict(state["pconv"])
+        return cls(load_pca(state["pca"], device), pconv.to(device).eval())
+
+
+class CascadeStage(PConvStage):
+    """PConvStage for the cascade: only the PConv trains; the fixed PCA fill is computed per batch
+    (without grad) as its extra input. Arguments after `cascade` are PConvStage's (loss, lr,
+    fine_tune_after, lr_fine_tune, atlas=...)."""
+
+    def __init__(self, cascade: PCAPConvCascade, loss, *args, **kwargs):
+        super().__init__(cascade.pconv, loss, *args, extra_fn=cascade.fill, **kwargs)
+        self.cascade = cascade
+
+    def configure(self, runtime):
+        super().configure(runtime)
+        self.cascade.pca.to(runtime.device)
+
+
+class CascadeThenGAN:
+    """Completion function of stage 06: a GAN generator refines the cascade's output, which it
+    sees as 3 extra always-known channels."""
+
+    def __init__(self, cascade: PCAPConvCascade, generator: Generator):
+        cfg = generator.cfg
+        if cfg.extra_channels != 3 or cfg.uv_size != cascade.pconv.cfg.uv_size:
+            raise ValueError(f"the generator needs extra_channels=3 and uv_size={cascade.pconv.cfg.uv_size} "
+                             f"(the cascade's); got {cfg.extra_channels} and {cfg.uv_size}")
+        self.cascade, self.generator = cascade, generator
+
+    @torch.no_grad()
+    def __call__(self, uv_in, known):
+        with eval_mode(self.generator):
+            pred = self.generator(uv_in, known, self.cascade(uv_in, known))
+        return composite(pred, uv_in, known)
+
+    def to(self, device):
+        self.cascade.to(device)
+        self.generator.to(device)
+        return self
+
+    def state(self):
+        """(config, state) for registry.save_model(path, "pca_pconv_gan", uv_size, config, state)."""
+        cascade_config, cascade_state = self.cascade.state()
+        return ({"cascade": cascade_config, "generator": asdict(self.generator.cfg)},
+                {"cascade": cascade_state, "generator": self.generator.state_dict()})
+
+    @classmethod
+    def from_state(cls, config, state, device):
+        generator = Generator(GeneratorConfig(**config["generator"]))
+        generator.load_state_dict(state["generator"])
+        cascade = PCAPConvCascade.from_state(config["cascade"], state["cascade"], device)
+        return cls(cascade, generator.to(device).eval())

@@ -1,0 +1,250 @@
+"""Context-encoder GAN (Pathak et al., CVPR 2016) adapted to arbitrary masks on UV maps.
+
+Generator: the masked map and its mask (plus optional always-known extra channels, e.g. an
+earlier stage's completion) go through a convolutional encoder down to a 1x1 bottleneck and a
+transposed-convolution decoder back to a full map. Discriminator: a PatchGAN scoring every
+patch, trained as a least-squares GAN (LSGAN: no sigmoid, real -> 1, fake -> 0).
+
+Choices that differ from, or are silent in, the paper (all documented here once):
+- Arbitrary masks: the paper cut a central square and fed the generator the image with the
+  square set to the mean; here the hole is any shape, so the mask is an input channel and the
+  whole map is predicted; the known texels are pasted back (the composite) before the
+  discriminator sees it.
+- Depth follows the map size: log2(uv_size) - 2 stride-2 levels down to 4x4 (128 -> 5, as the
+  paper), then a 4x4 convolution to the 1x1 bottleneck (the paper: 4000 channels; default here
+  8 * base_width). Output: sigmoid to [0, 1] (the paper: tanh to [-1, 1]).
+- Real maps have their own missing regions, so the discriminator sees every map as
+  map * observed * atlas with that region as a fourth channel, real and fake alike; otherwise
+  the pattern of black unobserved texels alone would tell real from fake.
+- Pixel loss: masked MSE of the raw prediction on the observed atlas texels, hole texels
+  weighted by `hole_weight` relative to the known ones (default 1 = plain masked MSE; the paper
+  reconstructed only the hole plus a thin overlap border weighted 10x).
+- predict_residual_on_extra (stage 06): output = clamp(extra + residual, 0, 1), the last layer
+  starting at zero, so an untrained generator returns the earlier stage's completion unchanged.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from uvlib.fit_autoencoder import masked_mse
+from uvlib.losses import composite
+from uvlib.training import Runtime
+
+
+def _power_of_two(size, minimum, what):
+    if size < minimum or size & (size - 1):
+        raise ValueError(f"{what} uv_size={size} must be a power of two >= {minimum}")
+    return int(math.log2(size))
+
+
+@dataclass
+class GeneratorConfig:
+    uv_size: int = 128
+    base_width: int = 64
+    extra_channels: int = 0                  # always-known inputs (e.g. a cascade's output)
+    bottleneck: int | None = None            # None -> 8 * base_width (the paper: 4000)
+    predict_residual_on_extra: bool = False  # output = extra + residual (needs extra_channels == 3)
+
+    def levels(self):
+        """Stride-2 levels from uv_size down to 4x4."""
+        levels = _power_of_two(self.uv_size, 8, "GeneratorConfig") - 2
+        if self.base_width < 1 or (self.bottleneck is not None and self.bottleneck < 1):
+            raise ValueError(f"base_width={self.base_width} and bottleneck={self.bottleneck} must be >= 1")
+        if self.predict_residual_on_extra and self.extra_channels != 3:
+            raise ValueError(f"predict_residual_on_extra needs extra_channels == 3; got {self.extra_channels}")
+        return levels
+
+
+class Generator(nn.Module):
+    """Encoder-decoder; forward(uv_in, known, extra=None) -> predicted full map in [0, 1].
+
+    Encoder: 4x4 stride-2 convs + BN (not on the first) + LeakyReLU(0.2), then a 4x4 conv to the
+    1x1 bottleneck + BN + LeakyReLU. Decoder: 4x4 transposed convs + BN + ReLU back to uv_size.
+    """
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        levels = cfg.levels()
+        w = cfg.base_width
+        widths = [min(w * 2 ** i, 8 * w) for i in range(levels)]
+        bottleneck = cfg.bottleneck or 8 * w
+        layers, c_in = [], 4 + cfg.extra_channels
+        for i, width in enumerate(widths):
+            layers += [nn.Conv2d(c_in, width, 4, 2, 1, bias=i == 0)]
+            layers += [nn.BatchNorm2d(width)] if i > 0 else []
+            layers += [nn.LeakyReLU(0.2)]
+            c_in = width
+        layers += [nn.Conv2d(c_in, bottleneck, 4, bias=False), nn.BatchNorm2d(bottleneck), nn.LeakyReLU(0.2)]
+        self.encoder = nn.Sequential(*layers)
+        layers = [nn.ConvTranspose2d(bottleneck, widths[-1], 4, bias=False), nn.BatchNorm2d(widths[-1]), nn.ReLU()]
+        for c_in, c_out in zip(widths[:0:-1], widths[-2::-1]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+        self.decoder = nn.Sequential(*layers)
+        self.out = nn.ConvTranspose2d(widths[0], 3, 4, 2, 1)
+        if cfg.predict_residual_on_extra:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, uv_in, known, extra=None):
+        self._check(uv_in, known, extra)
+        x = torch.cat([uv_in * known, known] + ([extra] if extra is not None else []), dim=1)
+        x = self.out(self.decoder(self.encoder(x))).float()
+        if self.cfg.predict_residual_on_extra:
+            return (extra + x).clamp(0, 1)
+        return torch.sigmoid(x)
+
+    @torch.no_grad()
+    def complete(self, uv_in, known, extra=None):
+        """Completion function: prediction in the holes, the input where known."""
+        return composite(self(uv_in, known, extra), uv_in, known)
+
+    def _check(self, uv_in, known, extra):
+        cfg, s = self.cfg, self.cfg.uv_size
+        if uv_in.dim() != 4 or uv_in.shape[1:] != (3, s, s):
+            raise ValueError(f"uv_in has shape {tuple(uv_in.shape)}; pass (N, 3, {s}, {s})")
+        if known.shape != (uv_in.shape[0], 1, s, s):
+            raise ValueError(f"known has shape {tuple(known.shape)}; pass (N, 1, {s}, {s})")
+        if (extra is None) != (cfg.extra_channels == 0):
+            raise ValueError(f"extra must be given iff extra_channels > 0 (is {cfg.extra_channels})")
+        if extra is not None and extra.shape != (uv_in.shape[0], cfg.extra_channels, s, s):
+            raise ValueError(f"extra has shape {tuple(extra.shape)}; pass (N, {cfg.extra_channels}, {s}, {s})")
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (Isola et al. 2017): 4x4 convs, stride 2 then 1, BN (not on the first) and
+    LeakyReLU(0.2); one raw score per patch (least squares: no sigmoid). Up to 3 stride-2 levels
+    (a 70x70 receptive field), fewer for small maps so at least a few patches remain."""
+
+    def __init__(self, uv_size=128, base_width=64, in_channels=4):
+        super().__init__()
+        n_down = min(3, max(1, _power_of_two(uv_size, 8, "PatchDiscriminator") - 3))
+        self.uv_size, self.in_channels = uv_size, in_channels
+        widths = [min(base_width * 2 ** i, 8 * base_width) for i in range(n_down + 1)]
+        layers = [nn.Conv2d(in_channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]
+        for i in range(1, n_down + 1):
+            stride = 2 if i < n_down else 1
+            layers += [nn.Conv2d(widths[i - 1], widths[i], 4, stride, 1, bias=False),
+                       nn.BatchNorm2d(widths[i]), nn.LeakyReLU(0.2)]
+        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x).float()
+
+
+def discriminator_input(uv, observed, atlas):
+    """What D sees of a map: its observed atlas texels and that region as a 4th channel."""
+    shown = observed * atlas
+    return torch.cat([uv * shown, shown], dim=1)
+
+
+def lsgan_loss(scores, target):
+    return (scores - target).square().mean()
+
+
+class GANStage:
+    """Trains a Generator against a PatchDiscriminator (Stage protocol of uvlib.training).
+
+    Batches: {"uv", "observed", "hole"}; the generator sees known = observed * (1 - hole) * atlas.
+    Per step: one discriminator update (LSGAN, real -> 1, composite fake -> 0), then one
+    generator update on pixel_weight * pixel + adv_weight * adversarial (fake -> 1).
+    extra_fn(uv_in, known) -> extra channels (stage 06: a PCAPConvCascade), run without grad and
+    moved with the stage when it has .to(device).
+    """
+
+    def __init__(self, generator: Generator, discriminator: PatchDiscriminator, atlas, lr=2e-4,
+                 betas=(0.5, 0.999), pixel_weight=0.999, adv_weight=0.001, hole_weight=1.0, extra_fn=None):
+        s = generator.cfg.uv_size
+        if tuple(atlas.shape) != (s, s):
+            raise ValueError(f"atlas has shape {tuple(atlas.shape)}; pass ({s}, {s}) like the generator's uv_size")
+        if discriminator.in_channels != 4 or discriminator.uv_size != s:
+            raise ValueError(f"discriminator is for in_channels={discriminator.in_channels}, uv_size="
+                             f"{discriminator.uv_size}; build PatchDiscriminator({s}, base_width, in_channels=4)")
+        if min(pixel_weight, adv_weight, hole_weight) < 0:
+            raise ValueError("pixel_weight, adv_weight and hole_weight must be >= 0")
+        if (extra_fn is None) != (generator.cfg.extra_channels == 0):
+            raise ValueError("extra_fn must be given iff the generator has extra_channels > 0")
+        self.generator, self.discriminator, self.extra_fn = generator, discriminator, extra_fn
+        self.atlas = atlas.float()
+        self.pixel_weight, self.adv_weight, self.hole_weight = pixel_weight, adv_weight, hole_weight
+        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+        self.runtime = Runtime(torch.device("cpu"), None, False)
+
+    def configure(self, runtime: Runtime):
+        self.runtime = runtime
+        memory_format = torch.channels_last if runtime.channels_last else torch.preserve_format
+        self.generator.to(runtime.device, memory_format=memory_format)
+        self.discriminator.to(runtime.device, memory_format=memory_format)
+        self.atlas = self.atlas.to(runtime.device)
+        if hasattr(self.extra_fn, "to"):
+            self.extra_fn.to(runtime.device)
+
+    def inputs(self, batch):
+        known = batch["observed"] * (1 - batch["hole"]) * self.atlas
+        uv_in = batch["uv"] * known
+        extra = None
+        if self.extra_fn is not None:
+            with torch.no_grad():
+                extra = self.extra_fn(uv_in, known)
+        return uv_in, known, extra
+
+    def pixel_loss(self, pred, uv, known, observed):
+        weight = observed * self.atlas * (known + self.hole_weight * (1 - known))
+        return masked_mse(pred.float(), uv.float(), weight)
+
+    def training_step(self, batch, step):
+        self.generator.train()
+        self.discriminator.train()
+        uv, observed = batch["uv"], batch["observed"]
+        uv_in, known, extra = self.inputs(batch)
+        real_in = discriminator_input(uv, observed, self.atlas)
+        with self.runtime.autocast():
+            pred = self.generator(uv_in, known, extra)
+            fake_in = discriminator_input(composite(pred, uv, known), observed, self.atlas)
+            d_loss = 0.5 * (lsgan_loss(self.discriminator(real_in), 1.0) +
+                            lsgan_loss(self.discriminator(fake_in.detach()), 0.0))
+        self._update(self.opt_d, d_loss)
+
+        self.discriminator.requires_grad_(False)  # G's step needs grads through D, not of D
+        with self.runtime.autocast():
+            adv = lsgan_loss(self.discriminator(fake_in), 1.0)
+            pixel = self.pixel_loss(pred, uv, known, observed)
+            g_loss = self.pixel_weight * pixel + self.adv_weight * adv
+        self._update(self.opt_g, g_loss)
+        self.discriminator.requires_grad_(True)
+        values = torch.stack([g_loss, pixel, adv, d_loss]).detach().float().tolist()
+        return {**dict(zip(["g_total", "pixel", "adv", "d"], values)), "lr": self.opt_g.param_groups[0]["lr"]}
+
+    @staticmethod
+    def _update(optimizer, loss):
+        if torch.isfinite(loss):  # else train() stops; keep the weights clean
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    @torch.no_grad()
+    def sample(self, batch, limit=8):
+        """Grid rows [input, prediction, composite, truth] for save_grid / train's sample_fn."""
+        batch = self.runtime.to_device({k: v[:limit] for k, v in batch.items()})
+        uv_in, known, extra = self.inputs(batch)
+        was_training = self.generator.training
+        self.generator.eval()
+        with self.runtime.autocast():
+            pred = self.generator(uv_in, known, extra)
+        self.generator.train(was_training)
+        return [uv_in, pred, composite(pred, batch["uv"], known), batch["uv"]]
+
+    def state_dict(self):
+        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_state_dict(self, state):
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
