@@ -1,0 +1,99 @@
+import pytest
+import torch
+
+from uvlib.models.pca import MaskedPCA
+
+S = 8
+
+
+def make_atlas():
+    yy, xx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    return ((yy - 3.5) ** 2 + (xx - 3.5) ** 2) < 14  # a disc: the corners are outside
+
+
+def low_rank_maps(n, rank=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.randn(rank, 3 * S * S, generator=g)
+    codes = torch.randn(n, rank, generator=g)
+    maps = 0.5 + 0.02 * (codes @ basis)
+    return maps.reshape(n, 3, S, S).clamp(0, 1) * make_atlas()  # clamping is a no-op at this scale
+
+
+def random_mask(n, p_missing, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 1, S, S, generator=g) > p_missing).float()
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    uv, observed = low_rank_maps(60), random_mask(60, 0.3)
+    pca = MaskedPCA(2, max_iter=300, tol=1e-6).fit(uv * observed, observed, make_atlas(), progress=False)
+    return pca, uv, observed
+
+
+def test_recovers_rank2_data_with_missing_entries(fitted):
+    pca, uv, observed = fitted
+    atlas = make_atlas()
+    missing = (1 - observed) * atlas
+    recon = pca.complete(uv * observed, observed)
+    hole_rmse = (((recon - uv) ** 2 * missing).sum() / (3 * missing.sum())).sqrt()
+    mean_rmse = (((pca.mean_map() - uv) ** 2 * missing).sum() / (3 * missing.sum())).sqrt()
+    assert hole_rmse < 0.01 * mean_rmse
+    assert pca.history[-1]["observed_rmse"] < 1e-3
+    assert pca.history[-1]["rel_change"] < pca.history[0]["rel_change"]
+
+
+def test_complete_reproduces_held_out_map_from_half_its_texels(fitted):
+    pca, _, _ = fitted
+    held_out = low_rank_maps(61)[60:]  # same basis, a code never seen in training
+    known = torch.zeros(1, 1, S, S)
+    known[..., : S // 2, :] = 1  # only the top half is visible
+    out = pca.complete(held_out * known, known)
+    assert torch.allclose(out, held_out, atol=2e-3)
+    assert (out[:, :, ~make_atlas()] == 0).all()
+
+
+def test_unknown_texels_of_the_input_do_not_matter(fitted):
+    pca, uv, observed = fitted
+    noisy = uv * observed + (1 - observed) * torch.rand(uv.shape, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(pca.complete(uv * observed, observed), pca.complete(noisy, observed))
+
+
+def test_same_seed_same_model_and_caller_rng_untouched():
+    uv, observed = low_rank_maps(30, rank=4), random_mask(30, 0.3)
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a = MaskedPCA(3, max_iter=5, seed=7).fit(uv, observed, make_atlas(), progress=False)
+    assert torch.equal(torch.rand(3), before)
+    b = MaskedPCA(3, max_iter=5, seed=7).fit(uv, observed, make_atlas(), progress=False)
+    assert torch.equal(a.components_, b.components_) and torch.equal(a.mean_, b.mean_)
+
+
+def test_explained_variance_sorted_and_bounded():
+    uv, observed = low_rank_maps(40, rank=6), random_mask(40, 0.2)
+    uv = (uv + 0.01 * torch.randn(uv.shape, generator=torch.Generator().manual_seed(5))) * make_atlas()
+    pca = MaskedPCA(4, max_iter=20).fit(uv, observed, make_atlas(), progress=False)
+    ratio = pca.explained_variance_ratio_
+    assert (ratio[:-1] >= ratio[1:]).all() and ratio.sum() <= 1 and (ratio > 0).all()
+    assert pca.noise_variance_ > 0
+
+
+def test_state_round_trip_and_figures(fitted, tmp_path):
+    pca, uv, observed = fitted
+    pca.save(tmp_path / "pca.pt")
+    loaded = MaskedPCA.load(tmp_path / "pca.pt")
+    assert torch.equal(loaded.complete(uv, observed), pca.complete(uv, observed))
+    maps = loaded.components_as_maps(2)
+    assert maps.shape == (2, 3, S, S) and maps.min() >= 0 and maps.max() <= 1
+    assert loaded.mean_map().shape == (3, S, S)
+
+
+def test_bad_input_raises():
+    uv, observed = low_rank_maps(10), random_mask(10, 0.3)
+    with pytest.raises(ValueError, match="observed|mask"):
+        MaskedPCA(2).fit(uv, observed[:, :, :4], make_atlas())
+    with pytest.raises(ValueError, match="n_components"):
+        MaskedPCA(50).fit(uv, observed, make_atlas())
+    with pytest.raises(ValueError, match="not fitted"):
+        MaskedPCA(2).complete(uv, observed)

@@ -1,0 +1,384 @@
+"""Shared training loop: seeding, device/AMP, CSV log, atomic checkpoints with resume, samples.
+
+A *stage* owns its models, losses and optimisers and implements:
+    configure(runtime)            move to runtime.device, remember runtime.autocast()
+    training_step(batch, step)    forward/backward/optimizer steps -> {name: float} (loss parts, lr)
+    state_dict() / load_state_dict(state)   everything needed to resume, optimisers included
+train() drives any stage (PConv, the PCA->PConv cascade, a GAN with two optimisers).
+
+Exact resumption (same final numbers as an uninterrupted run on CPU) holds when `batches` is a
+callable step -> batch: the checkpoint restores the step and every RNG state, and the callable
+rebuilds the same batch for the same step. An iterator is used as-is and is not replayed, so a
+resumed run sees a fresh data order.
+"""
+
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from uvlib.losses import InpaintingLoss, composite
+from uvlib.models.pconv import PConvUNet, freeze_encoder_bn
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    batch_size: int = 16          # for whoever builds the batches; train() counts images itself
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+    device: str = "auto"          # "auto" -> cuda if available else cpu
+    amp: str = "auto"             # "auto" -> bf16 autocast on cuda only; "bf16" | "off"
+    channels_last: str = "auto"   # "auto" -> on for cuda; "on" | "off"
+    out_dir: str = "runs/train"
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                              enabled=self.amp_dtype is not None)
+
+    def to_device(self, batch):
+        return {k: self.tensor(v) for k, v in batch.items()}
+
+    def tensor(self, t):
+        t = t.to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if self.channels_last and t.dim() == 4 else t
+
+
+class Stage(Protocol):
+    def configure(self, runtime: Runtime) -> None: ...
+    def training_step(self, batch: dict, step: int) -> dict[str, float]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device={name!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but CUDA is not available; use device='auto' or 'cpu'")
+    return device
+
+
+def resolve_runtime(cfg: TrainConfig) -> Runtime:
+    device = resolve_device(cfg.device)
+    on_cuda = device.type == "cuda"
+    choices = {"amp": ("auto", "bf16", "off"), "channels_last": ("auto", "on", "off")}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"TrainConfig.{name}={getattr(cfg, name)!r}; use one of {allowed}")
+    amp = cfg.amp == "bf16" or (cfg.amp == "auto" and on_cuda)
+    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and on_cuda)
+    return Runtime(device, torch.bfloat16 if amp else None, channels_last)
+
+
+def seed_everything(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state():
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+
+def checkpoint_paths(out_dir):
+    return sorted(Path(out_dir, "checkpoints").glob("step_*.pt"))
+
+
+def save_checkpoint(out_dir, step, stage, cfg: TrainConfig):
+    """Write out_dir/checkpoints/step_N.pt atomically (tmp + rename); keep the newest few."""
+    folder = Path(out_dir, "checkpoints")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step_{step:08d}.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save({"step": step, "stage": stage.state_dict(), "rng": rng_state(), "config": asdict(cfg)}, tmp)
+    os.replace(tmp, path)
+    for old in checkpoint_paths(out_dir)[:-cfg.keep_checkpoints]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"checkpoint {path} is unreadable ({type(err).__name__}); delete it to "
+                         f"resume from an older one or start afresh") from None
+
+
+# ---------------------------------------------------------------------------------- logging
+
+class CsvLog:
+    """Appends rows to out_dir/log.csv (columns fixed by the first row); on resume drops rows
+    logged after the checkpoint, so the log reads as if the run had never stopped."""
+
+    def __init__(self, path, resume_step):
+        self.path, self.header = Path(path), None
+        if self.path.exists():
+            with open(self.path, newline="") as f:
+                rows = list(csv.reader(f))
+            if rows:
+                self.header = rows[0]
+                kept = [r for r in rows[1:] if r and int(r[0]) <= resume_step]
+                self._write([self.header] + kept, "w")
+
+    def append(self, row: dict):
+        if self.header is None:
+            self.header = list(row)
+            self._write([self.header], "w")
+        self._write([[row.get(k, "") for k in self.header]], "a")
+
+    def _write(self, rows, mode):
+        with open(self.path, mode, newline="") as f:
+            csv.writer(f).writerows(rows)
+
+
+def plot_losses(log_path, png_path):
+    """One curve per logged loss column against step (log scale when all positive)."""
+    from matplotlib.figure import Figure
+
+    with open(log_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    positive = True
+    for key in rows[0]:
+        if key == "step" or key.startswith("lr") or key == "images_per_s":
+            continue
+        points = [(int(r["step"]), float(r[key])) for r in rows if r[key] != ""]
+        if points:
+            positive &= min(v for _, v in points) > 0
+            ax.plot(*zip(*points), label=key)
+    if positive:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+
+
+def save_grid(rows, path, pad=2):
+    """rows: a (N, 3, H, W) tensor or a list of them (one grid row each), values in [0, 1]."""
+    from PIL import Image
+
+    rows = [rows] if torch.is_tensor(rows) else list(rows)
+    lines = []
+    for r in rows:
+        r = r.detach().float().cpu().clamp(0, 1)
+        r = torch.nn.functional.pad(r, (pad, pad, pad, pad), value=1.0)
+        lines.append(torch.cat(list(r), dim=2))
+    grid = torch.cat(lines, dim=1)
+    Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+
+
+# ---------------------------------------------------------------------------------- the loop
+
+def batch_source(batches):
+    """Iterator -> next(); callable -> fn(step); other iterable (e.g. a DataLoader) -> cycled."""
+    if hasattr(batches, "__next__"):
+        def from_iterator(step):
+            try:
+                return next(batches)
+            except StopIteration:
+                raise ValueError(f"batches ran out at step {step}; pass an infinite iterator, "
+                                 f"an iterable or a callable step -> batch") from None
+        return from_iterator
+    if callable(batches):
+        return batches
+    if hasattr(batches, "__iter__"):
+        def cycle():
+            while True:
+                empty = True
+                for b in batches:
+                    empty = False
+                    yield b
+                if empty:
+                    raise ValueError("batches is an empty iterable; pass a non-empty loader or a callable")
+        it = cycle()
+        return lambda step: next(it)
+    raise ValueError(f"batches is a {type(batches).__name__}; pass an iterator, an iterable "
+                     f"or a callable step -> batch")
+
+
+def train(stage: Stage, batches, cfg: TrainConfig, sample_fn=None) -> dict[str, float]:
+    """Run steps until cfg.max_steps, resuming from the newest checkpoint in cfg.out_dir.
+
+    sample_fn(stage, step) -> image rows for save_grid, written to out_dir/samples/ every
+    sample_every steps. Returns the last logged row. A NaN/inf value stops the run with a
+    FloatingPointError; the last good checkpoint stays in place.
+    """
+    for name in ("max_steps", "checkpoint_every", "sample_every", "log_every", "keep_checkpoints"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"TrainConfig.{name}={getattr(cfg, name)} must be >= 1")
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runtime = resolve_runtime(cfg)
+    seed_everything(cfg.seed)
+    stage.configure(runtime)
+    next_batch = batch_source(batches)
+    start, latest = 0, None
+    if checkpoint_paths(out):
+        latest = checkpoint_paths(out)[-1]
+        state = load_checkpoint(latest)
+        try:
+            stage.load_state_dict(state["stage"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise ValueError(f"checkpoint {latest} does not fit this stage ({type(err).__name__}); "
+                             f"use a fresh out_dir or delete its checkpoints") from None
+        set_rng_state(state["rng"])
+        start = state["step"]
+    log = CsvLog(out / "log.csv", start)
+    sums, n_steps, n_images, busy = {}, 0, 0, 0.0
+    last = {}
+    with tqdm(total=cfg.max_steps, initial=start, disable=not cfg.progress, desc=out.name) as bar:
+        for step in range(start + 1, cfg.max_steps + 1):
+            tic = time.perf_counter()
+            batch = runtime.to_device(next_batch(step))
+            values = stage.training_step(batch, step)  # floats, so device work is finished
+            busy += time.perf_counter() - tic
+            for key, value in values.items():
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"loss part {key!r} is {value} at step {step}; stopped, "
+                                             f"last good checkpoint: {latest or 'none'}")
+                sums[key] = sums.get(key, 0.0) + value
+            n_steps += 1
+            n_images += len(next(iter(batch.values())))
+            done = step == cfg.max_steps
+            if step % cfg.log_every == 0 or done:
+                last = {"step": step, **{k: v / n_steps for k, v in sums.items()},
+                        "images_per_s": n_images / max(busy, 1e-9)}
+                log.append(last)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in last.items() if k != "step"}, refresh=False)
+                sums, n_steps, n_images, busy = {}, 0, 0, 0.0
+            if sample_fn is not None and (step % cfg.sample_every == 0 or done):
+                (out / "samples").mkdir(exist_ok=True)
+                save_grid(sample_fn(stage, step), out / "samples" / f"step_{step:08d}.png")
+            if step % cfg.checkpoint_every == 0 or done:
+                latest = save_checkpoint(out, step, stage, cfg)
+            bar.update(1)
+    if (out / "log.csv").exists():
+        plot_losses(out / "log.csv", out / "loss.png")
+    return last
+
+
+# ---------------------------------------------------------------------------------- PConv stage
+
+class PConvStage:
+    """Trains a PConvUNet with InpaintingLoss and Adam; switches to frozen-encoder-BN fine-tuning
+    at lr_fine_tune once `fine_tune_after` steps are done (the paper: 2e-4, then 5e-5).
+
+    Batches: {"uv": (B,3,S,S), "observed": (B,1,S,S), "hole": (B,1,S,S)}; the network sees
+    known = observed * (1 - hole) * atlas. extra_fn(uv_in, known) -> extra channels (e.g. a PCA
+    fill) for models built with extra_channels.
+    """
+
+    def __init__(self, model: PConvUNet, loss: InpaintingLoss, lr=2e-4, fine_tune_after=None,
+                 lr_fine_tune=5e-5, *, atlas, extra_fn=None):
+        s = model.cfg.uv_size
+        if tuple(atlas.shape) != (s, s):
+            raise ValueError(f"atlas has shape {tuple(atlas.shape)}; pass ({s}, {s}) like the model's uv_size")
+        self.model, self.loss, self.extra_fn = model, loss, extra_fn
+        self.atlas = atlas.float()
+        self.fine_tune_after, self.lr_fine_tune = fine_tune_after, lr_fine_tune
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        self.runtime = Runtime(torch.device("cpu"), None, False)
+
+    def configure(self, runtime: Runtime):
+        self.runtime = runtime
+        memory_format = torch.channels_last if runtime.channels_last else torch.preserve_format
+        self.model.to(runtime.device, memory_format=memory_format)
+        self.loss.to(runtime.device)
+        self.atlas = self.atlas.to(runtime.device)
+
+    def inputs(self, batch):
+        missing = {"uv", "observed", "hole"} - set(batch)
+        if missing:
+            raise ValueError(f"PConvStage batch lacks {sorted(missing)}; pass a dict with uv, observed, hole")
+        known = batch["observed"] * (1 - batch["hole"]) * self.atlas
+        uv_in = batch["uv"] * known
+        extra = None
+        if self.extra_fn is not None:
+            with torch.no_grad():
+                extra = self.extra_fn(uv_in, known)
+        return uv_in, known, extra
+
+    def training_step(self, batch, step):
+        if self.fine_tune_after is not None and step > self.fine_tune_after and not self.model.fine_tune:
+            self.start_fine_tune()
+        self.model.train()
+        uv_in, known, extra = self.inputs(batch)
+        with self.runtime.autocast():
+            pred = self.model(uv_in, known, extra)
+            total, parts = self.loss(pred, batch["uv"], known, batch["observed"], self.atlas)
+        if all(math.isfinite(v) for v in parts.values()):  # else train() stops; keep weights clean
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+        return {**parts, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def start_fine_tune(self):
+        freeze_encoder_bn(self.model)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_fine_tune
+
+    @torch.no_grad()
+    def sample(self, batch, limit=8):
+        """Grid rows [input, prediction, composite, truth] for save_grid / train's sample_fn."""
+        batch = self.runtime.to_device({k: v[:limit] for k, v in batch.items()})
+        uv_in, known, extra = self.inputs(batch)
+        was_training = self.model.training
+        self.model.eval()
+        with self.runtime.autocast():
+            pred = self.model(uv_in, known, extra)
+        self.model.train(was_training)
+        return [uv_in, pred, composite(pred, batch["uv"], known), batch["uv"]]
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "fine_tune": self.model.fine_tune}
+
+    def load_state_dict(self, state):
+        if state["fine_tune"] and not self.model.fine_tune:
+            freeze_encoder_bn(self.model)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
