@@ -36,6 +36,8 @@ class PConvSpec:
     lr_fine_tune: float = 5e-5
     batch_size: int = 16
     train_subset: int = 0                  # 0 = all training maps; the original also tried 600
+    amp: str = "auto"                      # auto (bf16 on CUDA), bf16 (also fast on CPUs with AMX), off
+    channels_last: str = "auto"            # auto (on for CUDA), on, off
 
     def __post_init__(self):
         if self.feature_net not in FEATURE_NETS:
@@ -46,11 +48,12 @@ class PConvSpec:
             self.loss_weights = {**self.loss_weights, "perceptual": 0.0, "style": 0.0}
 
 
-def _train_config(ctx: StageContext, name, max_steps, batch_size, checkpoint_every):
+def _train_config(ctx: StageContext, name, max_steps, batch_size, checkpoint_every, amp="auto",
+                  channels_last="auto"):
     return TrainConfig(max_steps=max_steps, batch_size=batch_size, checkpoint_every=checkpoint_every,
                        sample_every=max(1, max_steps // 4), log_every=max(1, min(50, max_steps // 10)),
                        seed=ctx.seed, device=str(ctx.device), out_dir=str(ctx.out_dir / "train" / name),
-                       progress=ctx.progress)
+                       amp=amp, channels_last=channels_last, progress=ctx.progress)
 
 
 def _batches(ctx: StageContext, batch_size, subset=0):
@@ -81,7 +84,8 @@ def train_pconv(ctx: StageContext, spec: PConvSpec, checkpoint_every=100, pca: M
         completer = PCAPConvCascade(pca, model)
         stage = CascadeStage(completer, loss, **args)
     batches = _batches(ctx, spec.batch_size, spec.train_subset)
-    train_cfg = _train_config(ctx, spec.name, spec.steps + spec.fine_tune_steps, spec.batch_size, checkpoint_every)
+    train_cfg = _train_config(ctx, spec.name, spec.steps + spec.fine_tune_steps, spec.batch_size, checkpoint_every,
+                              spec.amp, spec.channels_last)
     train(stage, batches, train_cfg, sample_fn=lambda st, step: st.sample(batches(0)))
     model.eval()
     path = ctx.out_dir / f"model-{spec.name}.pt"
@@ -102,6 +106,8 @@ class GANSpec:
     lr: float = 2e-4
     pixel_weight: float = 0.999
     adv_weight: float = 0.001
+    amp: str = "auto"
+    channels_last: str = "auto"
 
     def steps_per_epoch(self, n_train):
         return max(1, n_train // self.batch_size)
@@ -121,7 +127,8 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
     snapshots = {}
     for epoch in sorted(spec.epochs):
         name = f"{spec.name}_ep{epoch}"
-        train(stage, batches, _train_config(ctx, spec.name, epoch * per_epoch, spec.batch_size, checkpoint_every),
+        train(stage, batches, _train_config(ctx, spec.name, epoch * per_epoch, spec.batch_size, checkpoint_every,
+                                            spec.amp, spec.channels_last),
               sample_fn=lambda st, step: st.sample(batches(0)))
         generator.eval()
         path = ctx.out_dir / f"model-{name}.pt"
