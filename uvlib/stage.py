@@ -59,8 +59,11 @@ class StageContext:
 
 
 def open_stage(stage, run_dir, dataset_dir="", seed=0, eval_split="test", eval_limit=0, val_limit=64,
-               device="auto", progress=True) -> StageContext:
-    """Seed everything, open the run's dataset and load the protocol's fixed cases."""
+               train_limit=0, device="auto", progress=True) -> StageContext:
+    """Seed everything, open the run's dataset and load the protocol's fixed cases.
+
+    eval_limit / val_limit / train_limit: use only the first N maps of the split (0 = all), for CPU budgets.
+    """
     seed_everything(seed)
     data = dataset_path(run_dir, dataset_dir)
     try:
@@ -70,7 +73,7 @@ def open_stage(stage, run_dir, dataset_dir="", seed=0, eval_split="test", eval_l
                                 f"notebooks/00_data_prep.ipynb with the same run_dir first ({e})") from None
     bench = load_benchmark(ds, eval_split, seed=seed, limit=eval_limit or None, progress=progress)
     val = load_benchmark(ds, "val", seed=seed, limit=val_limit or None, progress=progress)
-    uv, observed, _ = ds.load("train")
+    uv, observed, _ = ds.load("train", limit=train_limit or None)
     return StageContext(stage, stage_dir(project_path(run_dir), stage), ds, resolve_device(device), seed, bench, val,
                         uv, observed, progress)
 
