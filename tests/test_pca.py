@@ -97,3 +97,10 @@ def test_bad_input_raises():
         MaskedPCA(50).fit(uv, observed, make_atlas())
     with pytest.raises(ValueError, match="not fitted"):
         MaskedPCA(2).complete(uv, observed)
+    hidden_nan = uv.clone()
+    hidden_nan[observed.expand_as(uv) == 0] = float("nan")  # NaN where unobserved is ignored
+    fitted = MaskedPCA(2, max_iter=3).fit(hidden_nan, observed, make_atlas(), progress=False)
+    assert torch.isfinite(fitted.components_).all()
+    hidden_nan[observed.expand_as(uv) == 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        MaskedPCA(2).fit(hidden_nan, observed, make_atlas(), progress=False)

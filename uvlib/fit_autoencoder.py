@@ -1,5 +1,6 @@
 """Train an atlas autoencoder with a masked MSE on the observed texels (the original study's loop)."""
 
+import math
 import time
 
 import torch
@@ -22,7 +23,7 @@ def fit_autoencoder(model, uv, observed, *, epochs, lr=1e-3, batch_size=64, seed
     and hole sampling use one torch.Generator on the data's device seeded with `seed`.
     """
     if uv.ndim != 4 or uv.shape[1] != 3 or tuple(observed.shape) != (uv.shape[0], 1, *uv.shape[2:]):
-        raise ValueError(f"uv must be (N,3,S,S) and observed (N,1,S,S), got {tuple(uv.shape)} and {tuple(observed.shape)}")
+        raise ValueError(f"uv must be (N,3,S,S) and observed (N,1,S,S); got {tuple(uv.shape)}, {tuple(observed.shape)}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -32,7 +33,8 @@ def fit_autoencoder(model, uv, observed, *, epochs, lr=1e-3, batch_size=64, seed
     atlas = model.atlas.to(device).float()
     n = uv.shape[0]
     history = []
-    for epoch in tqdm(range(1, epochs + 1), desc=type(model).__name__, disable=not progress):
+    bar = tqdm(range(1, epochs + 1), desc=type(model).__name__, disable=not progress)
+    for epoch in bar:
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         for idx in torch.randperm(n, generator=generator, device=uv.device).split(batch_size):
@@ -45,10 +47,11 @@ def fit_autoencoder(model, uv, observed, *, epochs, lr=1e-3, batch_size=64, seed
             optimiser.step()
             loss_sum += loss.detach() * len(idx)
         loss_value = loss_sum.item() / n
-        if not torch.isfinite(torch.tensor(loss_value)):
-            raise FloatingPointError(f"loss is {loss_value} at epoch {epoch}: lower lr (now {lr}) or check uv for NaN/inf")
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss is {loss_value} at epoch {epoch}: lower lr (now {lr}) or check uv for NaN")
         row = {"epoch": epoch, "loss": loss_value, "seconds": time.perf_counter() - start}
         history.append(row)
+        bar.set_postfix(loss=f"{loss_value:.5f}")
         if on_epoch is not None:
             model.eval()
             on_epoch(epoch, model, row)

@@ -37,7 +37,8 @@ class AtlasAutoencoder(nn.Module):
 
     def forward(self, uv_in, known):
         if uv_in.ndim != 4 or uv_in.shape[1:] != (3, *self.atlas.shape):
-            raise ValueError(f"uv_in must be (N, 3, {self.atlas.shape[0]}, {self.atlas.shape[1]}), got {tuple(uv_in.shape)}")
+            size = self.atlas.shape[0]
+            raise ValueError(f"uv_in must be (N, 3, {size}, {size}) like the atlas, got {tuple(uv_in.shape)}")
         y = torch.tanh(self.net(self.encode_input(uv_in, known)))
         return scatter_atlas((y + 1) / 2, self.texel_index, self.atlas.shape[0])
 

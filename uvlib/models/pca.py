@@ -1,10 +1,11 @@
 """Masked PCA: principal components fitted directly on incomplete UV maps.
 
 Fitting is EM / iterative low-rank imputation on the atlas texels: missing entries start at the
-mean, then each iteration takes a randomised rank-k SVD of the centred, filled data matrix and
-replaces only the missing entries by their rank-k reconstruction (the mean is re-estimated from
-the filled data, as EM does). Completion is the probabilistic-PCA posterior mean given the visible
-texels of one image, so components with little variance are shrunk rather than over-fitted.
+observed mean, then each iteration takes a randomised rank-k SVD of the centred, filled data
+matrix (warm-started from the previous iteration's subspace) and replaces only the missing
+entries by their rank-k reconstruction; the mean is re-estimated from the filled data, as EM does.
+Completion is the probabilistic-PCA posterior mean given the visible texels of one image, so
+components with little variance are shrunk rather than over-fitted.
 """
 
 from dataclasses import asdict, dataclass
@@ -23,7 +24,7 @@ class MaskedPCAConfig:
     ridge: float | None = None  # λ of the completion solve; None = PPCA noise variance
     seed: int = 0
     oversample: int = 10  # extra columns of the randomised SVD
-    power_iter: int = 2  # subspace iterations of the randomised SVD
+    power_iter: int = 2  # subspace iterations of the first, cold-started randomised SVD
 
 
 def _check_maps(uv, mask, atlas, what):
@@ -45,7 +46,7 @@ def gather_atlas(uv, mask, index):
     """Maps -> (N, 3*T) data matrix and (N, T) bool mask over the T atlas texels."""
     n = uv.shape[0]
     x = uv.reshape(n, 3, -1)[:, :, index].reshape(n, -1)
-    m = mask.reshape(n, -1)[:, index] > 0.5
+    m = (mask.reshape(n, -1) > 0.5)[:, index]
     return x, m
 
 
@@ -102,18 +103,21 @@ class MaskedPCA:
         x, m = gather_atlas(uv.float(), observed, index)  # the one (N, D) copy we keep
         if not m.any():
             raise ValueError("MaskedPCA.fit: no observed atlas texel; check the observed masks")
-        mean = self._centre(x, m)
-        if not torch.isfinite(x).all():
+        mean, texel_count = self._centre(x, m)
+        n_observed = 3 * texel_count.sum()
+        if not torch.isfinite(x.sum()):  # a NaN/inf anywhere survives the sum; no (N, D) temporary
             raise ValueError("MaskedPCA.fit: uv has NaN/inf on observed texels; clean the maps or mask those texels")
 
         k = cfg.n_components
         q = min(k + cfg.oversample, n, d)
         self.history = []
-        basis = None
+        generator = torch.Generator(device=x.device).manual_seed(cfg.seed)
+        basis = torch.randn(d, q, generator=generator, device=x.device)
+        scratch = torch.empty(2, min(n, _rows_per_chunk(d)), d, device=x.device)
         bar = tqdm(range(1, cfg.max_iter + 1), desc=f"masked PCA k={k}", disable=not progress)
         for it in bar:
-            u, s, basis = self._svd(x, q, basis)
-            stats = self._impute(x, m, u[:, :k] * s[:k], basis[:, :k])
+            u, s, basis = self._svd(x, basis, cfg.power_iter if it == 1 else 0)
+            stats = self._impute(x, m, n_observed, u[:, :k] * s[:k], basis[:, :k], scratch)
             shift = stats.pop("column_sum") / n  # re-centre: the mean of the filled data (the EM mean)
             for rows in self._row_chunks(n, d):
                 x[rows].sub_(shift)
@@ -132,53 +136,60 @@ class MaskedPCA:
         """Subtract the per-dimension observed mean in place, set missing entries to 0 (= the mean).
 
         A dimension never observed falls back to its channel's mean over all observed texels.
+        Returns the mean (D,) and how often each texel was observed (T,).
         """
         n, texels = m.shape
         total = torch.zeros(3, texels, device=x.device)
-        for rows in MaskedPCA._row_chunks(n, x.shape[1]):
+        count = torch.zeros(texels, device=x.device)
+        for rows in MaskedPCA._row_chunks(n, x.shape[1]):  # chunked: a bool sum makes an int64 copy
             total += _texel_view(x[rows]).masked_fill_(~m[rows].unsqueeze(1), 0).sum(0)
-        count = m.sum(0)
+            count += m[rows].sum(0)
         fallback = total.sum(1, keepdim=True) / count.sum()
         mean = torch.where(count > 0, total / count.clamp_min(1), fallback)
         for rows in MaskedPCA._row_chunks(n, x.shape[1]):
             _texel_view(x[rows]).sub_(mean).masked_fill_(~m[rows].unsqueeze(1), 0)
-        return mean.reshape(-1)
+        return mean.reshape(-1), count
 
     @staticmethod
     def _row_chunks(n, d):
         step = _rows_per_chunk(d)
         return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
-    def _svd(self, x, q, start):
-        """Rank-q SVD of x: seeded randomised SVD at first, then one subspace iteration from `start`.
+    @staticmethod
+    def _svd(x, start, power_iter):
+        """Rank-q SVD of x from a (D, q) start: randomised SVD (Halko et al. 2009, alg. 4.4 + 5.1).
 
-        The filled matrix changes little between EM iterations, so the previous right singular
-        vectors are a far better start than a random matrix: 2 passes over x instead of 6.
+        The first call starts from a seeded Gaussian matrix; later ones from the previous right
+        singular vectors, which the slowly changing filled matrix keeps nearly invariant.
         """
-        if start is None:
-            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-                torch.manual_seed(self.config.seed)
-                return torch.svd_lowrank(x, q=q, niter=self.config.power_iter)
-        basis = torch.linalg.qr(x @ start).Q
-        u, s, vh = torch.linalg.svd(basis.T @ x, full_matrices=False)
-        return basis @ u, s, vh.T
+        left = torch.linalg.qr(x @ start).Q  # (N, q)
+        for _ in range(power_iter):
+            left = torch.linalg.qr(x @ torch.linalg.qr(x.T @ left).Q).Q
+        right, r = torch.linalg.qr(x.T @ left)  # x ≈ left r^T right^T
+        u, s, vh = torch.linalg.svd(r.T)
+        return left @ u, s, right @ vh.T
 
-    def _impute(self, x, m, us, v):
-        """Replace the missing entries of x by the rank-k reconstruction us @ v.T, chunk by chunk."""
+    def _impute(self, x, m, n_observed, us, v, scratch):
+        """Replace the missing entries of x by the rank-k reconstruction us @ v.T, chunk by chunk.
+
+        Works in two preallocated (rows, D) buffers with in-place float-mask products: on a CPU,
+        fresh allocations and boolean masking cost several times more than the arithmetic.
+        """
         change = imputed = observed_sq = 0.0
         column_sum = torch.zeros(x.shape[1], device=x.device)
         for rows in self._row_chunks(*x.shape):
-            xr = x[rows]
-            hidden = ~m[rows].unsqueeze(1)  # (B, 1, T), broadcast over the 3 channels
-            residual = torch.addmm(xr, us[rows], v.T, beta=-1)  # reconstruction - x
-            on_observed = _texel_view(residual).masked_fill(hidden, 0).view_as(xr)
-            observed_sq += _sq(on_observed)
-            residual.sub_(on_observed)  # now nonzero on missing entries only
+            xr, n_rows = x[rows], rows.stop - rows.start
+            seen = m[rows].unsqueeze(1).float()  # (B, 1, T), broadcast over the 3 channels
+            residual, masked = scratch[0][:n_rows], scratch[1][:n_rows]
+            torch.addmm(xr, us[rows], v.T, beta=-1, out=residual)  # reconstruction - x
+            torch.mul(_texel_view(residual), seen, out=_texel_view(masked))
+            observed_sq += _sq(masked)
+            residual.sub_(masked)  # now nonzero on missing entries only
             change += _sq(residual)
             xr.add_(residual)  # missing entries := reconstruction
-            imputed += _sq(torch.where(hidden, _texel_view(xr), 0))
+            torch.mul(_texel_view(xr), 1 - seen, out=_texel_view(masked))
+            imputed += _sq(masked)
             column_sum += xr.sum(0)
-        n_observed = 3 * m.sum()
         return {
             "rel_change": (change / imputed).sqrt().item() if float(imputed) > 0 else 0.0,
             "observed_rmse": (observed_sq / n_observed).sqrt().item(),
