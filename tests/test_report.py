@@ -79,3 +79,13 @@ def test_metrics_json_table_and_missing_stages(tmp_path):
     assert md.splitlines()[2].startswith("| 01_pca | masked_pca_k32 | 10 | 20.00 | 0.5000")
     assert (tmp_path / "results" / "results.csv").read_text().startswith("stage,method,n,psnr")
     assert markdown_table([]) == "(no results)"
+
+
+def test_best_stage_models_picks_the_best_method_that_has_a_model_file(tmp_path):
+    from uvlib.faces3d import best_stage_models
+    (tmp_path / "04_x").mkdir()
+    (tmp_path / "04_x" / "model-b.pt").write_bytes(b"")
+    metrics = {"04_x": {"methods": {"a": {"scores": scores(30.0)}, "b": {"scores": scores(25.0)},
+                                    "c": {"scores": scores(20.0)}}},
+               "baselines": {"methods": {"mean_face": {"scores": scores(15.0)}}}}
+    assert best_stage_models(tmp_path, metrics) == {"04_x/b": tmp_path / "04_x" / "model-b.pt"}

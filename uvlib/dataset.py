@@ -131,6 +131,11 @@ class Dataset:
         observed = torch.from_numpy(vis > 127).float().unsqueeze(1)
         return uv, observed, rows
 
+    def item(self, item_id: str):
+        """(texture (S,S,3) uint8, visible (S,S) bool) of one face."""
+        texture = np.asarray(Image.open(self.root / "uv" / f"{item_id}.png"))
+        return texture, np.asarray(Image.open(self.root / "vis" / f"{item_id}.png")) > 127
+
     def mesh(self, item_id: str) -> np.ndarray:
         return np.load(self.root / "mesh" / f"{item_id}.npy")
 
