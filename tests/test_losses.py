@@ -7,13 +7,6 @@ from uvlib.models.vgg import VGG16Features, load_feature_net
 NO_FEATURES = {"perceptual": 0.0, "style": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-off cost, which dominates on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_valid_and_hole_by_hand_on_4x4():

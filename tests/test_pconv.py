@@ -6,13 +6,6 @@ import torch.nn.functional as F
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig, PartialConv2d, freeze_encoder_bn
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-off cost, which dominates on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_pconv(in_ch, out_ch, k, padding=0, dilation=1, multi_channel=False, seed=0):

@@ -11,13 +11,6 @@ from uvlib.training import (PConvStage, TrainConfig, checkpoint_paths, resolve_d
 S = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-off cost, which dominates on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_stage(lr=2e-3, fine_tune_after=None):

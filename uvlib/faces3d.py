@@ -4,7 +4,6 @@ from pathlib import Path
 
 import cv2
 import matplotlib.pyplot as plt
-import numpy as np
 
 from .complete import complete_uv, face_crop, gif_yaws
 from .dataset import Dataset

@@ -303,6 +303,21 @@ def train(stage: Stage, batches, cfg: TrainConfig, sample_fn=None) -> dict[str, 
 
 # ---------------------------------------------------------------------------------- PConv stage
 
+@torch.no_grad()
+def sample_rows(model, runtime: Runtime, inputs, batch, limit=8):
+    """Grid rows [input, prediction, composite, truth] for save_grid / train's sample_fn.
+
+    inputs(batch) -> (uv_in, known, extra) is the stage's own way of building the model's inputs."""
+    batch = runtime.to_device({k: v[:limit] for k, v in batch.items()})
+    uv_in, known, extra = inputs(batch)
+    was_training = model.training
+    model.eval()
+    with runtime.autocast():
+        pred = model(uv_in, known, extra)
+    model.train(was_training)
+    return [uv_in, pred, composite(pred, batch["uv"], known), batch["uv"]]
+
+
 class PConvStage:
     """Trains a PConvUNet with InpaintingLoss and Adam; switches to frozen-encoder-BN fine-tuning
     at lr_fine_tune once `fine_tune_after` steps are done (the paper: 2e-4, then 5e-5).
@@ -361,17 +376,8 @@ class PConvStage:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_fine_tune
 
-    @torch.no_grad()
     def sample(self, batch, limit=8):
-        """Grid rows [input, prediction, composite, truth] for save_grid / train's sample_fn."""
-        batch = self.runtime.to_device({k: v[:limit] for k, v in batch.items()})
-        uv_in, known, extra = self.inputs(batch)
-        was_training = self.model.training
-        self.model.eval()
-        with self.runtime.autocast():
-            pred = self.model(uv_in, known, extra)
-        self.model.train(was_training)
-        return [uv_in, pred, composite(pred, batch["uv"], known), batch["uv"]]
+        return sample_rows(self.model, self.runtime, self.inputs, batch, limit)
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from uvlib.fit_autoencoder import masked_mse
 from uvlib.losses import composite
-from uvlib.training import Runtime
+from uvlib.training import Runtime, sample_rows
 
 
 def _power_of_two(size, minimum, what):
@@ -227,17 +227,8 @@ class GANStage:
             loss.backward()
             optimizer.step()
 
-    @torch.no_grad()
     def sample(self, batch, limit=8):
-        """Grid rows [input, prediction, composite, truth] for save_grid / train's sample_fn."""
-        batch = self.runtime.to_device({k: v[:limit] for k, v in batch.items()})
-        uv_in, known, extra = self.inputs(batch)
-        was_training = self.generator.training
-        self.generator.eval()
-        with self.runtime.autocast():
-            pred = self.generator(uv_in, known, extra)
-        self.generator.train(was_training)
-        return [uv_in, pred, composite(pred, batch["uv"], known), batch["uv"]]
+        return sample_rows(self.generator, self.runtime, self.inputs, batch, limit)
 
     def state_dict(self):
         return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
