@@ -33,6 +33,6 @@ def read_photo(path) -> np.ndarray:
     except UnidentifiedImageError:
         raise PhotoError("not an image (unrecognised format)") from None
     except Image.DecompressionBombError:
-X
+        raise PhotoError("image too large (over PIL's pixel limit); downscale it") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise PhotoError(f"unreadable or truncated image ({str(e).splitlines()[0][:80]})") from None
