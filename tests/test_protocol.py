@@ -99,3 +99,24 @@ def test_hole_bank_and_batches(tiny_dataset):
     assert not torch.equal(batches(0)["hole"], batches(1)["hole"]) or not torch.equal(batches(0)["uv"], batches(1)["uv"])
     with pytest.raises(ValueError, match="hole bank"):
         HoleSampler(torch.zeros(0, 64, 64, dtype=torch.bool))
+
+
+def test_evaluate_command_scores_a_stage_folder_and_explains_bad_input(tiny_dataset, tmp_path, capsys):
+    import json
+    from uvlib.baselines import MeanFace
+    from uvlib.cli import main
+    from uvlib.models.registry import save_model
+    uv, observed, _ = tiny_dataset.load("train")
+    stage = tmp_path / "09_mean"
+    stage.mkdir()
+    face = MeanFace().fit(uv, observed, tiny_dataset.atlas())
+    save_model(stage / "model-mean_face.pt", "mean_face", 64, {}, face.state_dict())
+    split = tiny_dataset.rows[0]["split"]
+    assert main(["evaluate", str(stage), str(tiny_dataset.root), "--split", split, "--quiet"]) == 0
+    data = json.loads((stage / f"evaluate-{split}-seed0" / "metrics.json").read_text())
+    assert data["methods"]["mean_face"]["scores"]["overall"]["n"] > 0
+    assert "| 09_mean | mean_face |" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "nothing"), str(tiny_dataset.root), "--quiet"]) == 2
+    assert "no model-" in capsys.readouterr().err
+    assert main(["evaluate", str(stage), str(tmp_path), "--quiet"]) == 2
+    assert "uvlib prep" in capsys.readouterr().err

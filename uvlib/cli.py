@@ -35,6 +35,27 @@ def _baselines(args):
     print(write_table(table_rows({"baselines": {"methods": results}}), out))
 
 
+def _evaluate(args):
+    from pathlib import Path
+
+    from .dataset import open_dataset
+    from .evaluation import load_benchmark, score
+    from .models.registry import load_stage_models
+    from .report import markdown_table, table_rows
+    from .runs import write_metrics
+    stage = Path(args.stage_dir)
+    models = load_stage_models(stage)
+    ds = open_dataset(args.dataset)
+    bench = load_benchmark(ds, args.split, seed=args.seed, limit=args.limit, progress=not args.quiet)
+    methods = {name: {"params": {}, "scores": score(fn, bench, progress=not args.quiet, desc=f"scoring {name}")[0]}
+               for name, fn in models.items()}
+    out = stage / f"evaluate-{args.split}-seed{args.seed}"
+    out.mkdir(exist_ok=True)
+    write_metrics(out, stage.name, methods, args.seed, {"dataset": str(ds.root), "split": args.split, "limit": args.limit})
+    print(markdown_table(table_rows({stage.name: {"methods": methods}})))
+    print(f"written {out / 'metrics.json'}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="uvlib", description="Complete incomplete facial UV maps.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +76,12 @@ def build_parser():
     p.add_argument("out", help="folder for metrics.json, per-case scores and results.md")
     _protocol_args(p)
     p.set_defaults(run=_baselines)
+
+    p = sub.add_parser("evaluate", help="score every model-*.pt of a stage folder on the protocol")
+    p.add_argument("stage_dir", help="a trained stage folder, e.g. runs/quick/03_pconv")
+    p.add_argument("dataset", help="a prepared dataset folder")
+    _protocol_args(p)
+    p.set_defaults(run=_evaluate)
 
     from .complete import add_parser
     add_parser(sub)
