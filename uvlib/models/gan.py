@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from uvlib.fit_autoencoder import masked_mse
 from uvlib.losses import composite
+from uvlib.models.pconv import check_inputs
 from uvlib.training import Runtime, sample_rows
 
 
@@ -103,15 +104,7 @@ class Generator(nn.Module):
         return composite(self(uv_in, known, extra), uv_in, known)
 
     def _check(self, uv_in, known, extra):
-        cfg, s = self.cfg, self.cfg.uv_size
-        if uv_in.dim() != 4 or uv_in.shape[1:] != (3, s, s):
-            raise ValueError(f"uv_in has shape {tuple(uv_in.shape)}; pass (N, 3, {s}, {s})")
-        if known.shape != (uv_in.shape[0], 1, s, s):
-            raise ValueError(f"known has shape {tuple(known.shape)}; pass (N, 1, {s}, {s})")
-        if (extra is None) != (cfg.extra_channels == 0):
-            raise ValueError(f"extra must be given iff extra_channels > 0 (is {cfg.extra_channels})")
-        if extra is not None and extra.shape != (uv_in.shape[0], cfg.extra_channels, s, s):
-            raise ValueError(f"extra has shape {tuple(extra.shape)}; pass (N, {cfg.extra_channels}, {s}, {s})")
+        check_inputs(uv_in, known, extra, self.cfg.uv_size, 3, self.cfg.extra_channels)
 
 
 class PatchDiscriminator(nn.Module):

@@ -208,15 +208,20 @@ class PConvUNet(nn.Module):
         return self
 
     def _check(self, uv_in, known, extra):
-        cfg, s = self.cfg, self.cfg.uv_size
-        if uv_in.dim() != 4 or uv_in.shape[1:] != (cfg.in_channels, s, s):
-            raise ValueError(f"uv_in has shape {tuple(uv_in.shape)}; pass (N, {cfg.in_channels}, {s}, {s})")
-        if known.shape != (uv_in.shape[0], 1, s, s):
-            raise ValueError(f"known has shape {tuple(known.shape)}; pass (N, 1, {s}, {s})")
-        if (extra is None) != (cfg.extra_channels == 0):
-            raise ValueError(f"extra must be given iff extra_channels > 0 (is {cfg.extra_channels})")
-        if extra is not None and extra.shape != (uv_in.shape[0], cfg.extra_channels, s, s):
-            raise ValueError(f"extra has shape {tuple(extra.shape)}; pass (N, {cfg.extra_channels}, {s}, {s})")
+        check_inputs(uv_in, known, extra, self.cfg.uv_size, self.cfg.in_channels, self.cfg.extra_channels)
+
+
+def check_inputs(uv_in, known, extra, uv_size, in_channels, extra_channels):
+    """One-line errors for completion-network inputs of the wrong shape (shared by PConvUNet and the GAN)."""
+    s = uv_size
+    if uv_in.dim() != 4 or uv_in.shape[1:] != (in_channels, s, s):
+        raise ValueError(f"uv_in has shape {tuple(uv_in.shape)}; pass (N, {in_channels}, {s}, {s})")
+    if known.shape != (uv_in.shape[0], 1, s, s):
+        raise ValueError(f"known has shape {tuple(known.shape)}; pass (N, 1, {s}, {s})")
+    if (extra is None) != (extra_channels == 0):
+        raise ValueError(f"extra must be given iff extra_channels > 0 (is {extra_channels})")
+    if extra is not None and extra.shape != (uv_in.shape[0], extra_channels, s, s):
+        raise ValueError(f"extra has shape {tuple(extra.shape)}; pass (N, {extra_channels}, {s}, {s})")
 
 
 def freeze_encoder_bn(model: PConvUNet):
