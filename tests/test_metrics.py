@@ -151,3 +151,34 @@ def test_aggregate_rejects_missing_keys_and_empty_input():
         aggregate([{"lpips": 0.1, "yaw_bin": "0-15", "size_bin": "0.00-0.10"}])
     with pytest.raises(ValueError, match="non-numeric"):
         aggregate([{"l1": "bad", "yaw_bin": "0-15", "size_bin": "0.00-0.10"}])
+
+
+def test_masked_ssim_a_flat_fill_scores_the_same_beside_an_unobserved_strip_as_in_the_interior():
+    """Zeroed unobserved texels next to a hole must not enter the SSIM windows (they add fake shared structure).
+
+    A: a 30-column hole running to the image border (windows reflect into more hole). B: the same hole shifted 8
+    columns left, with an 8-column unobserved strip between it and the border. With masked local statistics every
+    hole texel of B sees exactly what its twin in A sees, so the scores are equal.
+    """
+    s = 64
+    target = torch.full((1, 3, s, s), 0.6)
+    pred = torch.full((1, 3, s, s), 0.3)                       # a flat, wrong fill
+    atlas = torch.ones(s, s)
+    hole_a = torch.zeros(1, 1, s, s)
+    hole_a[..., 34:] = 1
+    observed_a = torch.ones(1, 1, s, s)
+    hole_b = torch.zeros(1, 1, s, s)
+    hole_b[..., 26:56] = 1
+    observed_b = torch.ones(1, 1, s, s)
+    observed_b[..., 56:] = 0
+    a = hole_scores(pred, target, observed_a, hole_a, atlas)
+    b = hole_scores(pred, target, observed_b, hole_b, atlas)
+    assert a["psnr"].item() == pytest.approx(b["psnr"].item())
+    assert b["ssim"].item() == pytest.approx(a["ssim"].item(), abs=1e-5)
+    assert a["ssim"].item() < 0.9                             # the fill is wrong: no free SSIM
+
+
+def test_masked_ssim_map_equals_plain_ssim_when_everything_is_observed():
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    assert torch.allclose(ssim_map(x, y, weight=torch.ones(2, 1, 32, 32)), ssim_map(x, y), atol=1e-5)

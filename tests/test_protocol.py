@@ -120,3 +120,32 @@ def test_evaluate_command_scores_a_stage_folder_and_explains_bad_input(tiny_data
     assert "no model-" in capsys.readouterr().err
     assert main(["evaluate", str(stage), str(tmp_path), "--quiet"]) == 2
     assert "uvlib prep" in capsys.readouterr().err
+
+
+def _drop_first_face_of(ds_root, split):
+    """Rewrite index.csv without the split's first face, as if the dataset had been re-prepared differently."""
+    import csv
+    with (ds_root / "index.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    first = next(r for r in rows if r["split"] == split)
+    with (ds_root / "index.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r is not first)
+    return open_dataset(ds_root)
+
+
+def test_cached_test_cases_and_hole_bank_are_rebuilt_when_the_split_changes(tiny_dataset, tmp_path, capsys):
+    import shutil
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset.root, root)
+    ds = open_dataset(root)
+    split = max(("train", "val", "test"), key=lambda s: len(ds.split_rows(s)))
+    load_test_cases(ds, split, seed=1, progress=False)
+    bank = build_hole_bank(ds, split, seed=0, n_pose=4, progress=False)
+    changed = _drop_first_face_of(root, split)
+    again = load_test_cases(changed, split, seed=1, progress=False)
+    fresh = build_test_cases(changed, split, seed=1, progress=False)
+    assert (again.image == fresh.image).all() and (again.hole == fresh.hole).all()
+    assert "rebuilding" in capsys.readouterr().err
+    assert len(build_hole_bank(changed, split, seed=0, n_pose=4, progress=False)) == len(bank) - 1

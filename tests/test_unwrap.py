@@ -83,3 +83,19 @@ def test_unknown_method_and_size_are_rejected():
     with pytest.raises(ValueError, match="64, 128, 256"):
         uv_atlas(100)
     assert face_model().tri.shape == (898, 3)
+
+
+@pytest.mark.parametrize("method", ["warp", "griddata"])
+def test_texels_outside_the_photo_are_not_visible(method):
+    """A face cut by the photo's left border: the texels left of it were never seen, so they are missing."""
+    verts = posed_canonical(0)                                  # face centred at x = 100, about 160 px wide
+    photo = np.full((200, 200, 3), 180, np.uint8)
+    whole = unwrap(photo, verts, 64, method=method).visible
+    cut = unwrap(photo[:, 100:].copy(), verts - np.array([100.0, 0, 0]), 64, method=method)
+    _, pos = texel_visibility(verts, 64)
+    left_of_border = whole & (pos[..., 0] < 100)
+    assert left_of_border.sum() > 200
+    assert not (cut.visible & left_of_border).any()
+    assert (cut.texture[left_of_border] == 0).all()
+    right = whole & (pos[..., 0] > 102)
+    assert cut.visible[right].mean() > 0.99

@@ -5,18 +5,20 @@ import sys
 
 def _prep(args):
     from .prep import PrepConfig, parse_shard, prepare
-    from .sources import resolve_source
+    from .sources import grouping, resolve_source
+    groups = dict(mafl=args.mafl, group_by=args.group_by, identities=args.identities)
+    photos = resolve_source(args.source, **groups)
     cfg = PrepConfig(uv_size=args.size, method=args.method, shard=parse_shard(args.shard),
-                     workers=args.workers, split_seed=args.seed)
+                     workers=args.workers, split_seed=args.seed, groups=grouping(args.source, **groups))
     cfg.validate()
-    photos = resolve_source(args.source, mafl=args.mafl)
     summary = prepare(photos, args.out, cfg, source_name=str(args.source), progress=not args.quiet)
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary["reasons"].items())) or "none"
     print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['missing']} missing, "
           f"{summary['skipped_done']} already done; reasons: {reasons}")
     if "dataset" in summary:
         d = summary["dataset"]
-        print(f"dataset {args.out}: {d['photos']} photos, {d['faces']} faces, splits {d['faces_per_split']}")
+        print(f"dataset {args.out}: {d['photos']} photos, {d['faces']} faces, splits {d['faces_per_split']}, "
+              f"groups {d['groups_per_split']}")
 
 
 def _baselines(args):
@@ -68,6 +70,10 @@ def build_parser():
     p.add_argument("--workers", type=int, default=0, help="processes (default: one per CPU core)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
     p.add_argument("--mafl", help="folder with MAFL training.txt/testing.txt: SOURCE is img_align_celeba")
+    p.add_argument("--group-by", default="photo", choices=("photo", "folder", "prefix"),
+                   help="what keeps photos together in one split: photo (default), folder (a folder per person), "
+                        "prefix (the file name up to its first '_', e.g. CFP's III_KK.jpg)")
+    p.add_argument("--identities", help="CelebA identity_CelebA.txt (FILE ID per line): split by person")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_prep)
 

@@ -9,6 +9,7 @@
       uv/ID.png  vis/ID.png  mesh/ID.npy   texture, visibility mask, fitted image-space mesh (468 x 3)
 """
 import csv
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,9 @@ import torch
 from PIL import Image
 
 FORMAT = "uvface-dataset"
-VERSION = 1
+VERSION = 2             # 2: per-face split group, splits by group hash, no texels outside the photo
 SPLITS = ("train", "val", "test")
-INDEX_FIELDS = ("id", "photo", "split", "face", "yaw", "pitch", "roll", "visible_fraction", "score")
+INDEX_FIELDS = ("id", "photo", "group", "split", "face", "yaw", "pitch", "roll", "visible_fraction", "score")
 
 
 class DatasetError(ValueError):
@@ -37,6 +38,11 @@ def write_json(path: Path, data):
     tmp.replace(path)
 
 
+def fingerprint(**parts) -> str:
+    """A short digest of JSON-able parts: what a cache was built from, checked again when it is loaded."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def read_manifest(root: Path) -> list:
     records = []
     for shard_file in sorted(root.glob("manifest-*.jsonl")):
@@ -49,21 +55,31 @@ def read_manifest(root: Path) -> list:
     return records
 
 
-def assign_splits(records, seed, fractions=(0.8, 0.1, 0.1)) -> dict:
-    """Split photos (all faces of a photo stay together), seeded and independent of processing order.
+def group_draw(seed: int, group: str) -> float:
+    """A uniform number in [0, 1) that depends only on (seed, group): adding photos never moves a group."""
+    digest = hashlib.sha256(f"{seed}\x00{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
-    Photos whose source fixed 'test' stay test; those it fixed 'train' give the val fraction of them to val.
+
+def record_group(record: dict) -> str:
+    """A manifest record's split group: its person or clip, else the photo itself."""
+    return record.get("group") or f"photo:{record['key']}"
+
+
+def assign_splits(records, seed, fractions=(0.8, 0.1, 0.1)) -> dict:
+    """Split by group (all photos of a person or clip stay together); {photo key: split}.
+
+    A group's split is a pure function of (seed, group), so it does not depend on which other photos exist or
+    on the processing order. A split the source fixes wins: "train", "val" or "test" as given, and "trainval"
+    (MAFL's training list) gives the val fraction of its groups to val and the rest to train.
     """
-    rng = np.random.default_rng(seed)
-    keys = sorted(r["key"] for r in records)
-    draw = dict(zip(keys, rng.random(len(keys))))
     train_cut, val_cut = fractions[0], fractions[0] + fractions[1]
     split = {}
     for r in records:
-        u, fixed = draw[r["key"]], r.get("split", "")
-        if fixed == "test":
-            split[r["key"]] = "test"
-        elif fixed == "train":
+        u, fixed = group_draw(seed, record_group(r)), r.get("split", "")
+        if fixed in SPLITS:
+            split[r["key"]] = fixed
+        elif fixed == "trainval":
             split[r["key"]] = "val" if u < fractions[1] else "train"
         else:
             split[r["key"]] = "train" if u < train_cut else "val" if u < val_cut else "test"
@@ -79,7 +95,8 @@ def finalize(root: Path) -> dict:
     rows = []
     for r in sorted(ok, key=lambda r: r["key"]):
         for face in r["faces"]:
-            rows.append({"id": face["id"], "photo": r["path"], "split": split[r["key"]], "face": face["face"],
+            rows.append({"id": face["id"], "photo": r["path"], "group": record_group(r), "split": split[r["key"]],
+                         "face": face["face"],
                          "yaw": face["yaw"], "pitch": face["pitch"], "roll": face["roll"],
                          "visible_fraction": face["visible_fraction"], "score": face["score"]})
     tmp = root / "index.csv.tmp"
@@ -96,7 +113,8 @@ def finalize(root: Path) -> dict:
     for r in records:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
     summary = {"photos": len(records), "status": statuses, "reasons": reasons, "faces": len(rows),
-               "faces_per_split": {s: sum(row["split"] == s for row in rows) for s in SPLITS}}
+               "faces_per_split": {s: sum(row["split"] == s for row in rows) for s in SPLITS},
+               "groups_per_split": {s: len({row["group"] for row in rows if row["split"] == s}) for s in SPLITS}}
     write_json(root / "summary.json", summary)
     return summary
 
@@ -114,6 +132,12 @@ class Dataset:
 
     def atlas(self) -> torch.Tensor:
         return torch.from_numpy(np.asarray(Image.open(self.root / "atlas.png")) > 127)
+
+    def split_fingerprint(self, split: str, limit=None, **parts) -> str:
+        """Digest of a split's face ids (first `limit`), the UV size and the unwrap method, plus `parts`."""
+        ids = [r["id"] for r in self.split_rows(split)[:limit]]
+        return fingerprint(ids=ids, uv_size=self.uv_size, method=self.info.get("method"),
+                           dataset_version=self.info.get("version"), **parts)
 
     def split_rows(self, split: str) -> list:
         if split not in SPLITS:

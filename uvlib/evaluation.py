@@ -2,8 +2,12 @@
 
 A test case is a UV map of the split with a hole on top of its own missing region; the method sees the map
 with both removed and is scored on the texels that were truly observed and hidden by the hole. The cases of a
-split are fixed by the seed and cached in DATASET/protocol/, so every method sees exactly the same inputs.
+split are fixed by the seed and cached in DATASET/protocol/, so every method sees exactly the same inputs. The
+cache records a fingerprint of what it was built from (the split's face ids, seed, UV size, protocol version)
+and is rebuilt when that changes.
 """
+import sys
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,18 +65,22 @@ def build_test_cases(ds: Dataset, split: str, seed: int, kinds=DEFAULT_KINDS, li
 
 
 def load_test_cases(ds: Dataset, split="test", seed=0, kinds=DEFAULT_KINDS, limit=None, progress=True) -> TestCases:
-    """The cached cases of (split, seed, kinds, limit), built and saved on first use."""
-    name = f"v{PROTOCOL_VERSION}-{split}-seed{seed}-{'+'.join(sorted(kinds))}-n{limit or 'all'}.npz"
+    """The cached cases of (split, seed, kinds, limit), built and saved on first use and whenever the cache's
+    fingerprint no longer matches the dataset (photos added, re-prepared, another protocol version)."""
+    name = f"cases-{split}-seed{seed}-{'+'.join(sorted(kinds))}-n{limit or 'all'}.npz"
     path = ds.root / "protocol" / name
+    digest = ds.split_fingerprint(split, limit, seed=seed, kinds=sorted(kinds), protocol=PROTOCOL_VERSION)
     if path.exists():
         z = np.load(path)
-        size = ds.uv_size
-        hole = np.unpackbits(z["hole"], axis=1, count=size * size).reshape(-1, size, size).astype(bool)
-        return TestCases(z["image"], hole, z["kind"], z["hole_yaw"])
+        if "fingerprint" in z and str(z["fingerprint"]) == digest:
+            size = ds.uv_size
+            hole = np.unpackbits(z["hole"], axis=1, count=size * size).reshape(-1, size, size).astype(bool)
+            return TestCases(z["image"], hole, z["kind"], z["hole_yaw"])
+        print(f"test cases {path} were built from other data or settings; rebuilding them", file=sys.stderr)
     cases = build_test_cases(ds, split, seed, kinds, limit, progress)
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, image=cases.image, kind=cases.kind, hole_yaw=cases.hole_yaw,
+    np.savez_compressed(tmp, image=cases.image, kind=cases.kind, hole_yaw=cases.hole_yaw, fingerprint=digest,
                         hole=np.packbits(cases.hole.reshape(len(cases.image), -1), axis=1))
     tmp.replace(path)
     return cases

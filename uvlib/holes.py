@@ -4,6 +4,8 @@ The hole bank mixes pose-simulated holes of training meshes (yaw 15-75 degrees e
 holes (the unseen regions of training maps); the sampler draws from it and mirrors left-right at random,
 which the symmetric UV layout allows. Test holes come from the test split only, so nothing leaks.
 """
+import sys
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -15,12 +17,17 @@ BANK_VERSION = 1
 
 
 def build_hole_bank(ds: Dataset, split="train", seed=0, n_pose=512, limit=None, progress=True) -> torch.Tensor:
-    """(M, S, S) bool holes: n_pose pose-simulated ones plus one borrowed per map of `split`; cached."""
-    path = ds.root / "protocol" / f"bank-v{BANK_VERSION}-{split}-seed{seed}-pose{n_pose}-n{limit or 'all'}.npz"
+    """(M, S, S) bool holes: n_pose pose-simulated ones plus one borrowed per map of `split`; cached, and rebuilt
+    when the cache's fingerprint (the split's face ids, seed, UV size, bank version) no longer matches."""
+    path = ds.root / "protocol" / f"bank-{split}-seed{seed}-pose{n_pose}-n{limit or 'all'}.npz"
+    digest = ds.split_fingerprint(split, limit, seed=seed, n_pose=n_pose, bank=BANK_VERSION)
     size = ds.uv_size
     if path.exists():
-        packed = np.load(path)["hole"]
-        return torch.from_numpy(np.unpackbits(packed, axis=1, count=size * size).reshape(-1, size, size).astype(bool))
+        z = np.load(path)
+        if "fingerprint" in z and str(z["fingerprint"]) == digest:
+            return torch.from_numpy(np.unpackbits(z["hole"], axis=1, count=size * size).reshape(-1, size, size)
+                                    .astype(bool))
+        print(f"hole bank {path} was built from other data or settings; rebuilding it", file=sys.stderr)
     rows = ds.split_rows(split)[:limit]
     _, observed, _ = ds.load(split, limit=limit)
     rng = np.random.default_rng(seed)
@@ -31,7 +38,7 @@ def build_hole_bank(ds: Dataset, split="train", seed=0, n_pose=512, limit=None, 
     holes = np.stack(holes)
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, hole=np.packbits(holes.reshape(len(holes), -1), axis=1))
+    np.savez_compressed(tmp, hole=np.packbits(holes.reshape(len(holes), -1), axis=1), fingerprint=digest)
     tmp.replace(path)
     return torch.from_numpy(holes)
 

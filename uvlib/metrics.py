@@ -53,20 +53,34 @@ def _gaussian_blur(x):
     return rows @ x @ cols.T
 
 
-def ssim_map(x, y, data_range=1.0):
+def ssim_map(x, y, data_range=1.0, weight=None):
     """Per-pixel SSIM (Wang et al. 2004) of (N,C,H,W) images, averaged over channels -> (N,1,H,W).
 
     Gaussian window (11 taps, sigma 1.5), population covariances, borders by symmetric
-    reflection: the same map as skimage's structural_similarity(gaussian_weights=True,
+    reflection: without `weight`, the same map as skimage's structural_similarity(gaussian_weights=True,
     sigma=1.5, use_sample_covariance=False, full=True), channel-averaged.
+
+    weight (N,1,H,W) in [0, 1]: masked local statistics by normalised convolution (Knutsson & Westin 1993):
+    every local mean, variance and covariance is taken over the weighted texels only, so texels that do not
+    exist (never observed) neither dilute the means nor add fake structure. The map is meaningful where the
+    window holds some weight; elsewhere it is 1.
     """
     if x.shape != y.shape or x.dim() != 4:
         raise ValueError(f"ssim_map needs two (N,C,H,W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
-    mu_x, mu_y, mean_xx, mean_yy, mean_xy = _gaussian_blur(torch.cat([x, y, x * x, y * y, x * y], dim=1)).split(x.shape[1], dim=1)
-    var_x = mean_xx - mu_x * mu_x
-    var_y = mean_yy - mu_y * mu_y
+    channels = x.shape[1]
+    if weight is None:
+        stats = _gaussian_blur(torch.cat([x, y, x * x, y * y, x * y], dim=1))
+    else:
+        weight = weight.to(x.dtype).expand(x.shape[0], 1, *x.shape[2:])
+        blurred = _gaussian_blur(torch.cat([weight, weight * x, weight * y, weight * x * x, weight * y * y,
+                                            weight * x * y], dim=1))
+        mass = blurred[:, :1]
+        stats = torch.where(mass > 1e-6, blurred[:, 1:] / mass.clamp_min(1e-6), 0.0)
+    mu_x, mu_y, mean_xx, mean_yy, mean_xy = stats.split(channels, dim=1)
+    var_x = (mean_xx - mu_x * mu_x).clamp_min(0)
+    var_y = (mean_yy - mu_y * mu_y).clamp_min(0)
     cov_xy = mean_xy - mu_x * mu_y
     numerator = (2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)
     denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
@@ -95,7 +109,8 @@ def hole_scores(pred, target, observed, hole, atlas):
     """Per-image scores on the evaluation texels E = observed * hole * atlas.
 
     Returns {name: Tensor(N)}: l1 and psnr over E; ssim: mean over E of the SSIM map of the
-    composite (pred on E, target elsewhere) vs target, both zeroed outside observed * atlas;
+    composite (pred on E, target elsewhere) vs target, with local statistics over the observed atlas texels
+    only (masked SSIM: unobserved texels beside a hole cannot inflate it);
     composite_psnr: PSNR of that composite over all observed atlas texels (the whole-atlas
     view); hole_fraction: |E| / |observed * atlas|.
     PSNR of a perfect prediction is PSNR_CAP_DB (100 dB) instead of +inf.
@@ -112,8 +127,7 @@ def hole_scores(pred, target, observed, hole, atlas):
 
     error = pred - target
     composited = composite(pred, target, 1.0 - evaluated)
-    # zero what was never observed so that garbage there cannot enter the SSIM windows
-    ssim = ssim_map(composited * visible, target * visible)
+    ssim = ssim_map(composited, target, weight=visible)
     return {
         "l1": _masked_mean(error.abs(), evaluated),
         "psnr": psnr_from_mse(_masked_mean(error**2, evaluated)),

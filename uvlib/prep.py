@@ -29,6 +29,7 @@ class PrepConfig:
     shard: tuple = (0, 1)
     workers: int = 0          # 0 = one per CPU core
     split_seed: int = 0
+    groups: str = "photo"     # how photos were grouped for the split (uvlib.sources.grouping)
 
     def validate(self):
         check_uv_size(self.uv_size)
@@ -60,7 +61,7 @@ def _init_worker():
 
 def process_photo(photo, out: Path, cfg: PrepConfig) -> dict:
     """Fit, unwrap and write every face of one photo; returns its manifest record."""
-    record = {"key": photo.key, "path": str(photo.path), "split": photo.split, "faces": []}
+    record = {"key": photo.key, "path": str(photo.path), "split": photo.split, "group": photo.group, "faces": []}
     try:
         image = read_photo(photo.path)
     except PhotoError as e:
@@ -90,7 +91,8 @@ def _open_or_create(out: Path, cfg: PrepConfig, source_name: str):
         info = read_json(info_path)
         if info.get("format") != FORMAT or info.get("version") != VERSION:
             raise ValueError(f"{out} holds a dataset of another format/version; prepare into a new folder")
-        for key, value in (("uv_size", cfg.uv_size), ("method", cfg.method), ("split_seed", cfg.split_seed)):
+        for key, value in (("uv_size", cfg.uv_size), ("method", cfg.method), ("split_seed", cfg.split_seed),
+                           ("groups", cfg.groups)):
             if info[key] != value:
                 raise ValueError(f"{out} was prepared with {key}={info[key]}, not {value}; "
                                  f"use a new folder or the same setting")
@@ -101,7 +103,8 @@ def _open_or_create(out: Path, cfg: PrepConfig, source_name: str):
         (out / sub).mkdir(parents=True, exist_ok=True)
     Image.fromarray(uv_atlas(cfg.uv_size).mask.astype(np.uint8) * 255).save(out / "atlas.png")
     write_json(info_path, {"format": FORMAT, "version": VERSION, "uv_size": cfg.uv_size, "method": cfg.method,
-                           "split_seed": cfg.split_seed, "source": source_name, "uvlib": __version__})
+                           "split_seed": cfg.split_seed, "groups": cfg.groups, "source": source_name,
+                           "uvlib": __version__})
 
 
 def prepare(photos, out, cfg: PrepConfig = PrepConfig(), source_name="", progress=True) -> dict:
@@ -133,7 +136,7 @@ def prepare(photos, out, cfg: PrepConfig = PrepConfig(), source_name="", progres
             if rec["reason"]:
                 counts["reasons"][rec["reason"]] = counts["reasons"].get(rec["reason"], 0) + 1
         for p in missing:
-            record({"key": p.key, "path": str(p.path), "split": p.split, "faces": [],
+            record({"key": p.key, "path": str(p.path), "split": p.split, "group": p.group, "faces": [],
                     "status": "missing", "reason": "file not found"})
         jobs = [(p, out, cfg) for p in todo]
         bar = tqdm(total=len(jobs), desc=f"prep {out.name}", unit="photo", disable=not progress)

@@ -72,6 +72,16 @@ def texel_visibility(verts: np.ndarray, size: int, min_facing=0.2, depth_tol=0.0
     return visible, pos
 
 
+def inside_photo(pos: np.ndarray, shape) -> np.ndarray:
+    """Texels whose image position (pixel-centre convention) can be sampled from the photo itself, (S, S) bool.
+
+    A face cut by the photo's border has texels whose position lies outside it: they were not seen.
+    """
+    h, w = shape[:2]
+    x, y = pos[..., 0] - 0.5, pos[..., 1] - 0.5
+    return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+
+
 def _prefiltered(image: np.ndarray, verts: np.ndarray, size: int):
     """Downscale the photo when the face is much larger than the atlas, so bilinear sampling doesn't alias."""
     extent = float((verts[:, :2].max(0) - verts[:, :2].min(0)).max())
@@ -85,6 +95,7 @@ def _prefiltered(image: np.ndarray, verts: np.ndarray, size: int):
 def unwrap_warp(image, verts, size=128, **visibility_kw) -> Unwrapped:
     image, verts = _prefiltered(image, np.asarray(verts, dtype=np.float64), size)
     visible, pos = texel_visibility(verts, size, **visibility_kw)
+    visible &= inside_photo(pos, image.shape)
     map_x = (pos[..., 0] - 0.5).astype(np.float32)
     map_y = (pos[..., 1] - 0.5).astype(np.float32)
     texture = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -95,7 +106,8 @@ def unwrap_warp(image, verts, size=128, **visibility_kw) -> Unwrapped:
 def unwrap_griddata(image, verts, size=128, min_facing=0.2, **visibility_kw) -> Unwrapped:
     """The original study's unwrap: scatter seen photo pixels to UV space, interpolate with griddata."""
     image, verts = _prefiltered(image, np.asarray(verts, dtype=np.float64), size)
-    visible, _ = texel_visibility(verts, size, min_facing=min_facing, **visibility_kw)
+    visible, pos = texel_visibility(verts, size, min_facing=min_facing, **visibility_kw)
+    visible &= inside_photo(pos, image.shape)
     model = face_model()
     h, w = image.shape[:2]
     r = rasterize(verts[:, :2], model.tri, h, w, depth=verts[:, 2])
