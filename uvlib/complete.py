@@ -4,6 +4,7 @@ For every face of every photo: fit the mesh, unwrap what the camera saw, let the
 put the seen texels back, and render the completed texture on the fitted face at several yaws. Per face it
 writes <photo-key>_<face>_incomplete.png, _completed.png, _turntable.gif and _views.png (photo crop |
 incomplete UV | completed UV | renders at --yaws). The GIF sweeps the --yaws range in 15 degree steps.
+--export obj,glb also writes the textured mesh for 3D tools (uvlib/export.py: frame, UVs, texture).
 
 A photo that cannot be read or shows no face is skipped with its reason and the run goes on. A bad --model or
 input path stops the run before anything is written. --model is a model-*.pt file or a stage folder, whose
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .export import check_texture_size, export_face, parse_formats
 from .facefit import FaceFitter
 from .mesh import check_uv_size, uv_atlas
 from .models.registry import load_model, model_files
@@ -133,8 +135,10 @@ def _save_png(image, path):
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 
-def complete_face(image, landmarks, fn, uv_size, device, yaws, size, stem: Path) -> dict:
-    """Unwrap, complete and render one fitted face; writes the four outputs next to `stem`."""
+def complete_face(image, landmarks, fn, uv_size, device, yaws, size, stem: Path, export=(), texture_size=None,
+                  frontalise=False) -> dict:
+    """Unwrap, complete and render one fitted face; writes the four outputs, and the `export` formats, next to
+    `stem`."""
     seen = unwrap(image, landmarks, uv_size)
     completed = complete_uv(fn, seen.texture, seen.visible, device)
     views = turntable(completed, landmarks, yaws, size=size)
@@ -145,16 +149,24 @@ def complete_face(image, landmarks, fn, uv_size, device, yaws, size, stem: Path)
     _save_png(completed, outputs["completed"])
     save_gif(turntable(completed, landmarks, gif_yaws(yaws), size=size), outputs["turntable"])
     _save_png(views_strip([face_crop(image, landmarks, size), *uv_tiles, *views]), outputs["views"])
-    return {"visible_fraction": round(seen.visible_fraction, 4), **{k: str(p) for k, p in outputs.items()}}
+    exported = export_face(stem, image, landmarks, completed, export, texture_size, frontalise) if export else {}
+    return {"visible_fraction": round(seen.visible_fraction, 4), **{k: str(p) for k, p in outputs.items()},
+            **exported}
 
 
 def complete_photos(paths, model_path, out_dir, name=None, device="cpu", yaws=DEFAULT_YAWS, size=RENDER_SIZE,
-                    progress=True) -> dict:
+                    progress=True, export=(), texture_size=None, frontalise=False) -> dict:
     """Complete every face of the photos at `paths` (a file, a folder or a list) with the model at `model_path`.
 
     Returns {"faces": [one record per face], "skipped": [{"path", "reason"}], "photos": count, "model": name,
     "out": folder}. Raises FileNotFoundError / ValueError, before writing anything, for bad paths or models.
+    export: formats of FORMATS to write per face; texture_size: their texture's side (default the model's UV
+    size); frontalise: pose removed from their vertices.
     """
+    if (texture_size is not None or frontalise) and not export:
+        raise ValueError("--texture-size and --frontalise shape the --export files; add --export obj,glb or drop them")
+    if texture_size is not None:
+        check_texture_size(texture_size)
     photos = collect_photos(paths)
     torch_device = pick_device(device)
     fn, info = open_model(model_path, name, torch_device)
@@ -175,7 +187,7 @@ def complete_photos(paths, model_path, out_dir, name=None, device="cpu", yaws=DE
                 skipped.append({"path": str(photo.path), "reason": reason})
             for j, fit in enumerate(fits):
                 record = complete_face(image, fit.landmarks, fn, info["uv_size"], torch_device, yaws, size,
-                                       out / f"{photo.key}_{j}")
+                                       out / f"{photo.key}_{j}", export, texture_size, frontalise)
                 faces.append({"photo": str(photo.path), "face": j, "yaw": round(fit.yaw, 1), **record})
     finally:
         fitter.close()
@@ -191,7 +203,8 @@ def summary_line(summary) -> str:
 
 def _run(args):
     summary = complete_photos(args.input, args.model, args.out, name=args.name, device=args.device,
-                              yaws=parse_yaws(args.yaws), progress=not args.quiet)
+                              yaws=parse_yaws(args.yaws), progress=not args.quiet, export=parse_formats(args.export),
+                              texture_size=args.texture_size, frontalise=args.frontalise)
     for s in summary["skipped"]:
         print(f"skipped {s['path']}: {s['reason']}")
     print(summary_line(summary))
@@ -208,6 +221,11 @@ def add_parser(subparsers):
     p.add_argument("--yaws", default=",".join(str(y) for y in DEFAULT_YAWS),
                    help="yaws of the rendered views in degrees; write --yaws=-60,0,60 (with '=' because of "
                         "the leading minus); default %(default)s")
+    p.add_argument("--export", default="", help="also write each face as a textured mesh: obj, glb or obj,glb")
+    p.add_argument("--texture-size", type=int, help="side of the exported texture, e.g. 512: seen texels "
+                   "re-unwrapped from the photo at that size (default: the model's UV size)")
+    p.add_argument("--frontalise", action="store_true", help="export the face with its pose removed, looking "
+                   "down +z (default: posed as in the photo)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run)
     return p

@@ -11,7 +11,8 @@ import numpy as np
 
 from .raster import rasterize
 
-UV_SIZES = (64, 128, 256)
+UV_SIZES = (64, 128, 256)                    # the study's UV map sizes (datasets, models)
+ATLAS_SIZES = (*UV_SIZES, 512, 1024)         # also exported textures (uvlib complete --texture-size)
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,10 @@ def check_uv_size(size: int) -> int:
     return size
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def uv_atlas(size: int) -> UVAtlas:
-    check_uv_size(size)
+    if size not in ATLAS_SIZES:
+        raise ValueError(f"UV atlas size {size!r} is not supported; use one of {ATLAS_SIZES}")
     model = face_model()
     r = rasterize(model.uv * size, model.tri, size, size)
     return UVAtlas(size=size, tri_id=r.tri_id, bary=r.bary)

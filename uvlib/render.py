@@ -29,13 +29,13 @@ def texture_array(texture) -> np.ndarray:
     return np.clip(texture, 0, 1).astype(np.float32)
 
 
-def vertex_normals(verts: np.ndarray) -> np.ndarray:
-    """Unit per-vertex normals (sum of the adjacent triangles' area-weighted normals), (468, 3).
+def vertex_normals(verts: np.ndarray, tri=None) -> np.ndarray:
+    """Unit per-vertex normals (sum of the adjacent triangles' area-weighted normals), (V, 3).
 
     In image space (y down, z away) a front face has negative signed area, so its normal points to -z,
-    towards the camera.
+    towards the camera. tri: the triangles (T, 3), the face model's by default.
     """
-    tri = face_model().tri
+    tri = face_model().tri if tri is None else np.asarray(tri)
     corners = verts[tri]
     normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     summed = np.zeros_like(verts)
@@ -51,12 +51,13 @@ def mesh_box(verts: np.ndarray):
 
 
 def render(texture, verts, size=256, light=(0.3, -0.3, -1.0), ambient=0.35, background=255, shading=True,
-           box=None) -> np.ndarray:
+           box=None, tri=None, uv=None) -> np.ndarray:
     """Draw `texture` on the mesh with image-space vertices `verts` (468, 3) -> (size, size, 3) uint8.
 
     The box (lo, hi) in vertex units, the mesh's own bounding box by default, is fitted into the frame,
     centred, aspect kept. light: direction towards the light (x right, y down, z away from the camera: the default
-    lights from the front, above and right).
+    lights from the front, above and right). tri (T, 3) and uv (V, 2), v down: another mesh's triangles and
+    texture coordinates (a reloaded export), the face model's by default.
     """
     tex = texture_array(texture)
     verts = np.asarray(verts, dtype=np.float64)
@@ -64,12 +65,13 @@ def render(texture, verts, size=256, light=(0.3, -0.3, -1.0), ambient=0.35, back
     scale = size * (1 - 2 * MARGIN) / max(float((hi - lo).max()), 1e-9)
     frame = (verts - np.append((lo + hi) / 2, 0.0)) * scale + np.array([size / 2, size / 2, 0.0])
 
-    model = face_model()
-    r = rasterize(frame[:, :2], model.tri, size, size, depth=frame[:, 2], cull_backfaces=True)
+    tri = face_model().tri if tri is None else np.asarray(tri)
+    uv = face_model().uv if uv is None else np.asarray(uv, dtype=np.float64)
+    r = rasterize(frame[:, :2], tri, size, size, depth=frame[:, 2], cull_backfaces=True)
     covered = r.tri_id >= 0
-    corners = model.tri[r.tri_id[covered]]                                 # (N, 3) vertex ids
+    corners = tri[r.tri_id[covered]]                                       # (N, 3) vertex ids
     bary = r.bary[covered].astype(np.float64)
-    uv = np.einsum("nk,nkd->nd", bary, model.uv[corners])
+    uv = np.einsum("nk,nkd->nd", bary, uv[corners])
     map_x = np.zeros((size, size), dtype=np.float32)
     map_y = np.zeros((size, size), dtype=np.float32)
     map_x[covered] = uv[:, 0] * tex.shape[1] - 0.5
@@ -77,7 +79,7 @@ def render(texture, verts, size=256, light=(0.3, -0.3, -1.0), ambient=0.35, back
     colour = cv2.remap(tex, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[covered]
 
     if shading:
-        normal = np.einsum("nk,nkd->nd", bary, vertex_normals(frame)[corners])
+        normal = np.einsum("nk,nkd->nd", bary, vertex_normals(frame, tri)[corners])
         normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
         towards_light = np.asarray(light, dtype=np.float64) / np.linalg.norm(light)
         lambert = np.clip(normal @ towards_light, 0, 1)
