@@ -58,6 +58,41 @@ def _evaluate(args):
     print(f"written {out / 'metrics.json'}")
 
 
+def _crosspose(args):
+    from pathlib import Path
+
+    from .baselines import make_baselines
+    from .crosspose import build_pairs, evaluate_crosspose, showcase_figure, write_table
+    from .dataset import open_dataset
+    from .models.registry import load_models
+    from .training import resolve_device
+    ds = open_dataset(args.dataset)
+    train = open_dataset(args.train_dataset) if args.train_dataset else ds
+    if args.split == "all" and train.root.resolve() == ds.root.resolve():
+        raise ValueError(f"--split all scores every face of {ds.root}, its train split included, so the baselines "
+                         f"cannot be fitted on it; pass --train-dataset (the dataset the models were trained on)")
+    if train.uv_size != ds.uv_size:
+        raise ValueError(f"--train-dataset {train.root} is {train.uv_size}x{train.uv_size} but {ds.root} is "
+                         f"{ds.uv_size}x{ds.uv_size}; use datasets prepared at one --size")
+    device = resolve_device(args.device)
+    models = load_models(args.models, device)
+    wrong = [name for name, (_, info) in models.items() if info["uv_size"] != ds.uv_size]
+    if wrong:
+        raise ValueError(f"models {wrong} were trained at another UV size than {ds.uv_size}; score them on a dataset "
+                         f"prepared with --size {models[wrong[0]][1]['uv_size']}")
+    xp = build_pairs(ds, args.split, min_yaw=args.min_yaw, min_gap=args.min_gap, colour_fit=args.colour_fit)
+    print(xp.summary())
+    uv, observed, _ = train.load("train")
+    methods = {f"baselines/{k}": fn for k, fn in make_baselines(uv, observed, train.atlas()).items()}
+    methods.update({name: fn for name, (fn, _) in models.items()})
+    out = Path(args.out)
+    results = evaluate_crosspose(methods, xp, out, params={"baselines_fitted_on": str(train.root)},
+                                 device=device, progress=not args.quiet)
+    showcase_figure(methods, xp, out / "crosspose.png", device=device)
+    print(write_table(results, xp, out))
+    print(f"written {out / 'metrics.json'}, {out / 'crosspose.md'}, {out / 'crosspose.png'}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="uvlib", description="Complete incomplete facial UV maps.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +123,27 @@ def build_parser():
     p.add_argument("dataset", help="a prepared dataset folder")
     _protocol_args(p)
     p.set_defaults(run=_evaluate)
+
+    from .crosspose import COLOUR_FITS, MIN_TURNED_YAW, MIN_YAW_GAP
+    p = sub.add_parser("crosspose", help="score baselines and models on real cross-pose pairs (same person, "
+                                         "frontal photo as the reference for what a turned photo hid)")
+    p.add_argument("dataset", help="a prepared dataset grouped by person or clip (uvlib prep ... --group-by folder)")
+    p.add_argument("--models", nargs="*", default=[], metavar="PATH",
+                   help="run folders, stage folders or model files to score beside the baselines")
+    p.add_argument("--out", required=True, help="folder for metrics.json, crosspose.md/.csv, pairs.csv, crosspose.png")
+    p.add_argument("--split", default="test",
+                   help="split whose pairs are scored (default test); 'all' for a dataset no model trained on")
+    p.add_argument("--train-dataset", help="dataset whose train split fits the baselines (default DATASET); "
+                                           "the dataset the models were trained on when DATASET is another")
+    p.add_argument("--min-yaw", type=float, default=MIN_TURNED_YAW,
+                   help=f"|yaw| of a turned face, degrees (default {MIN_TURNED_YAW:g})")
+    p.add_argument("--min-gap", type=float, default=MIN_YAW_GAP,
+                   help=f"degrees the reference is more frontal than the turned face (default {MIN_YAW_GAP:g})")
+    p.add_argument("--colour-fit", default=COLOUR_FITS[0], choices=COLOUR_FITS,
+                   help="how the reference is mapped into the turned photo's colours (default moments)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_crosspose)
 
     from .complete import add_parser
     add_parser(sub)

@@ -57,3 +57,20 @@ def load_stage_models(stage_dir, device="cpu") -> dict:
     if not files:
         raise FileNotFoundError(f"{stage_dir} holds no model-*.pt; run its stage notebook first")
     return {f.stem.removeprefix("model-"): load_model(f, device)[0] for f in files}
+
+
+def load_models(paths, device="cpu") -> dict:
+    """{"stage/name": (completion function, info)} for model files, stage folders (every model-*.pt) and run
+    folders (every stage folder in them holding model files), in the order given, stages sorted by name."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_file():
+            files.append(path)
+        elif model_files(path):
+            files += model_files(path)
+        elif path.is_dir() and any(model_files(stage) for stage in path.iterdir() if stage.is_dir()):
+            files += [f for stage in sorted(p for p in path.iterdir() if p.is_dir()) for f in model_files(stage)]
+        else:
+            raise FileNotFoundError(f"{path} is neither a model file, a stage folder with model-*.pt nor a run "
+                                    f"folder holding such stages; train a stage first or fix the path")
+    return {f"{f.parent.name}/{f.stem.removeprefix('model-')}": load_model(f, device) for f in files}
