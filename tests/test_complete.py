@@ -46,7 +46,7 @@ def test_completes_the_demo_photo_and_writes_every_output(stage, face_photo, tmp
     printed = capsys.readouterr().out
     assert "1 faces completed with model 'a_first'" in printed and "0 of 1 photos skipped" in printed
 
-    stem = out / "skimage_astronaut_0"
+    stem = out / "skimage_astronaut.jpg_0"
     incomplete = np.asarray(Image.open(f"{stem}_incomplete.png"))
     completed = np.asarray(Image.open(f"{stem}_completed.png"))
     atlas = uv_atlas(64).mask
@@ -117,3 +117,15 @@ def test_yaw_parsing():
     for bad in ("", "a", "0,,10", "100"):
         with pytest.raises(ValueError):
             parse_yaws(bad)
+
+
+def test_photos_differing_only_in_suffix_get_their_own_outputs(stage, face_photo, tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    im = Image.open(face_photo)
+    im.save(src / "x.jpg")
+    im.transpose(Image.FLIP_LEFT_RIGHT).save(src / "x.png")
+    summary = complete_photos(src, stage, tmp_path / "out", yaws=(-30, 30), progress=False)
+    assert len(summary["faces"]) == 2
+    written = sorted(p.name for p in (tmp_path / "out").glob("*_completed.png"))
+    assert written == ["x.jpg_0_completed.png", "x.png_0_completed.png"]

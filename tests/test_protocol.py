@@ -117,7 +117,7 @@ def test_evaluate_command_scores_a_stage_folder_and_explains_bad_input(tiny_data
     assert data["methods"]["mean_face"]["scores"]["overall"]["n"] > 0
     assert "| 09_mean | mean_face |" in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path / "nothing"), str(tiny_dataset.root), "--quiet"]) == 2
-    assert "no model-" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", str(stage), str(tmp_path), "--quiet"]) == 2
     assert "uvlib prep" in capsys.readouterr().err
 
@@ -149,3 +149,16 @@ def test_cached_test_cases_and_hole_bank_are_rebuilt_when_the_split_changes(tiny
     assert (again.image == fresh.image).all() and (again.hole == fresh.hole).all()
     assert "rebuilding" in capsys.readouterr().err
     assert len(build_hole_bank(changed, split, seed=0, n_pose=4, progress=False)) == len(bank) - 1
+
+
+def test_baselines_on_a_damaged_map_name_the_file_and_the_fix(tiny_dataset, tmp_path, capsys):
+    import shutil
+    from uvlib.cli import main
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset.root, root)
+    damaged = root / "uv" / f"{tiny_dataset.rows[0]['id']}.png"
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    split = tiny_dataset.rows[0]["split"]
+    assert main(["baselines", str(root), str(tmp_path / "out"), "--split", split, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(damaged) in err and "uvlib prep" in err

@@ -1,24 +1,50 @@
-"""Command line: `uvlib prep ...` (also `python -m uvlib prep ...`)."""
+"""Command line: `uvlib prep ...` (also `python -m uvlib prep ...`).
+
+Bad arguments fail before any work with one line (`uvlib CMD: error: ...`, exit status 2).
+"""
 import argparse
 import sys
+from pathlib import Path
+
+from .checks import input_folder, output_folder, positive_count
 
 
 def _prep(args):
+    from dataclasses import replace
+
     from .prep import PrepConfig, parse_shard, prepare
-    from .sources import grouping, resolve_source
+    from .sources import check_unique_keys, grouping, resolve_source
+    cfg = PrepConfig(uv_size=args.size, method=args.method, shard=parse_shard(args.shard),
+                     workers=args.workers, split_seed=args.seed)
+    cfg.validate()
+    positive_count(args.limit, "--limit")
+    if str(args.source) != "demo":
+        input_folder(args.source, "a folder of photos (any layout), 'demo', or img_align_celeba with --mafl")
     groups = dict(mafl=args.mafl, group_by=args.group_by, identities=args.identities)
     photos = resolve_source(args.source, **groups)
-    cfg = PrepConfig(uv_size=args.size, method=args.method, shard=parse_shard(args.shard),
-                     workers=args.workers, split_seed=args.seed, groups=grouping(args.source, **groups))
-    cfg.validate()
-    summary = prepare(photos, args.out, cfg, source_name=str(args.source), progress=not args.quiet)
+    cfg = replace(cfg, groups=grouping(args.source, **groups))
+    if not photos:
+        raise ValueError(f"{args.source} holds no photos; pass a folder of photos (any layout)")
+    check_unique_keys(photos)
+    if args.limit:
+        photos = sorted(photos, key=lambda p: p.key)[: args.limit]
+    output_folder(args.out, "output folder")
+    summary = prepare(photos, args.out, cfg, source_name=str(args.source), progress=not args.quiet,
+                      retry_failed=args.retry_failed, verbose=args.verbose)
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary["reasons"].items())) or "none"
+    again = "".join(f", {summary[k]} {what}" for k, what in (("redone", "redone (damaged files)"),
+                                                            ("retried", "retried")) if summary[k])
     print(f"{summary['ok']} ok, {summary['failed']} failed, {summary['missing']} missing, "
-          f"{summary['skipped_done']} already done; reasons: {reasons}")
+          f"{summary['skipped_done']} already done{again}; reasons: {reasons}")
+    status = summary["dataset"]["status"] if "dataset" in summary else summary
+    failed = status.get("failed", 0) + status.get("missing", 0)
     if "dataset" in summary:
         d = summary["dataset"]
         print(f"dataset {args.out}: {d['photos']} photos, {d['faces']} faces, splits {d['faces_per_split']}, "
               f"groups {d['groups_per_split']}")
+    if failed:
+        print(f"{failed} photos failed or are missing (reasons above and in manifest-*.jsonl); "
+              f"add --retry-failed to try them again")
 
 
 def _baselines(args):
@@ -26,11 +52,12 @@ def _baselines(args):
     from .dataset import open_dataset
     from .evaluation import load_benchmark
     from .report import evaluate_methods, table_rows, write_table
-    from .runs import stage_dir
-    ds = open_dataset(args.dataset)
+    positive_count(args.limit, "--limit")
+    ds = open_dataset(input_folder(args.dataset, "a prepared dataset folder"))
+    ds.split_rows(args.split)
+    out = output_folder(args.out, "output folder")
     bench = load_benchmark(ds, args.split, seed=args.seed, limit=args.limit, progress=not args.quiet)
     uv, observed, _ = ds.load("train")
-    out = stage_dir(args.out, "")
     methods = make_baselines(uv, observed, ds.atlas())
     results = evaluate_methods(methods, bench, out, "baselines", args.seed,
                                {"dataset": str(ds.root), "split": args.split}, progress=not args.quiet)
@@ -38,21 +65,30 @@ def _baselines(args):
 
 
 def _evaluate(args):
-    from pathlib import Path
-
     from .dataset import open_dataset
     from .evaluation import load_benchmark, score
-    from .models.registry import load_stage_models
+    from .models.registry import load_model, model_files
     from .report import markdown_table, table_rows
     from .runs import write_metrics
-    stage = Path(args.stage_dir)
-    models = load_stage_models(stage)
-    ds = open_dataset(args.dataset)
+    positive_count(args.limit, "--limit")
+    target = Path(args.stage_dir)
+    stage = target.parent if target.is_file() else input_folder(target, "a trained stage folder or a model-*.pt file")
+    files = [target] if target.is_file() else model_files(stage)
+    if not files:
+        raise FileNotFoundError(f"{stage} holds no model-*.pt; run its stage notebook first")
+    ds = open_dataset(input_folder(args.dataset, "a prepared dataset folder"))
+    ds.split_rows(args.split)
+    models = {}
+    for file in files:
+        fn, info = load_model(file)
+        if info["uv_size"] != ds.uv_size:
+            m, d = info["uv_size"], ds.uv_size
+            raise ValueError(f"model {file} is {m}x{m}, dataset is {d}x{d}: prepare at {m} or pick another model")
+        models[info["name"]] = fn
+    out = output_folder(args.out or stage / f"evaluate-{args.split}-seed{args.seed}", "--out")
     bench = load_benchmark(ds, args.split, seed=args.seed, limit=args.limit, progress=not args.quiet)
     methods = {name: {"params": {}, "scores": score(fn, bench, progress=not args.quiet, desc=f"scoring {name}")[0]}
                for name, fn in models.items()}
-    out = stage / f"evaluate-{args.split}-seed{args.seed}"
-    out.mkdir(exist_ok=True)
     write_metrics(out, stage.name, methods, args.seed, {"dataset": str(ds.root), "split": args.split, "limit": args.limit})
     print(markdown_table(table_rows({stage.name: {"methods": methods}})))
     print(f"written {out / 'metrics.json'}")
@@ -109,7 +145,10 @@ def build_parser():
                    help="what keeps photos together in one split: photo (default), folder (a folder per person), "
                         "prefix (the file name up to its first '_', e.g. CFP's III_KK.jpg)")
     p.add_argument("--identities", help="CelebA identity_CelebA.txt (FILE ID per line): split by person")
+    p.add_argument("--limit", type=int, default=None, help="prepare only the first N photos (by id)")
+    p.add_argument("--retry-failed", action="store_true", help="try the photos that failed or were missing again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="show MediaPipe's own log lines (silenced by default)")
     p.set_defaults(run=_prep)
 
     p = sub.add_parser("baselines", help="score mean face, symmetry, Telea and Navier-Stokes on the protocol")
@@ -119,8 +158,9 @@ def build_parser():
     p.set_defaults(run=_baselines)
 
     p = sub.add_parser("evaluate", help="score every model-*.pt of a stage folder on the protocol")
-    p.add_argument("stage_dir", help="a trained stage folder, e.g. runs/quick/03_pconv")
+    p.add_argument("stage_dir", help="a trained stage folder, e.g. runs/quick/03_pconv, or one model-*.pt")
     p.add_argument("dataset", help="a prepared dataset folder")
+    p.add_argument("--out", help="folder for metrics.json (default: STAGE_DIR/evaluate-SPLIT-seedN)")
     _protocol_args(p)
     p.set_defaults(run=_evaluate)
 
@@ -161,7 +201,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:       # OSError: a write that failed (disk full, permissions), named
         print(f"uvlib {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

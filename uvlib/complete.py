@@ -6,13 +6,12 @@ writes <photo-key>_<face>_incomplete.png, _completed.png, _turntable.gif and _vi
 incomplete UV | completed UV | renders at --yaws). The GIF sweeps the --yaws range in 15 degree steps.
 --export obj,glb also writes the textured mesh for 3D tools (uvlib/export.py: frame, UVs, texture).
 
-A photo that cannot be read or shows no face is skipped with its reason and the run goes on. A bad --model or
-input path stops the run before anything is written. --model is a model-*.pt file or a stage folder, whose
-model-NAME.pt --name picks (default: the first alphabetically). A model trained on a GPU runs on the CPU by
-default.
+A photo that cannot be read or shows no face is skipped with its reason and the run goes on. A bad --model,
+input path, empty folder or unwritable --out stops the run before anything is written; a write that fails
+later stops it with the file's name. --model is a model-*.pt file or a stage folder, whose model-NAME.pt
+--name picks (default: the first alphabetically). A model trained on a GPU runs on the CPU by default.
 """
 import pickle
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -21,13 +20,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checks import output_folder
 from .export import check_texture_size, export_face, parse_formats
 from .facefit import FaceFitter
 from .mesh import check_uv_size, uv_atlas
 from .models.registry import load_model, model_files
 from .photo import PhotoError, read_photo
 from .render import save_gif, turntable, views_strip
-from .sources import Photo, folder_photos
+from .sources import Photo, check_unique_keys, folder_photos, photo_key
 from .unwrap import unwrap
 from .viz import to_image
 
@@ -101,11 +101,15 @@ def collect_photos(paths) -> list:
     photos = []
     for path in map(Path, paths):
         if path.is_dir():
-            photos += folder_photos(path)
+            found = folder_photos(path)
+            if not found:
+                raise ValueError(f"input folder {path} holds no photos; pass a photo or a folder of photos")
+            photos += found
         elif path.is_file():
-            photos.append(Photo(re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem), path))
+            photos.append(Photo(photo_key(path), path))
         else:
             raise FileNotFoundError(f"input {path} does not exist; pass a photo or a folder of photos")
+    check_unique_keys(photos)
     return photos
 
 
@@ -132,7 +136,16 @@ def face_crop(image, landmarks, size) -> np.ndarray:
 
 
 def _save_png(image, path):
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}; check that --out is writable and its disk has space")
+
+
+def _save_gif(frames, path):
+    try:
+        save_gif(frames, path)
+    except OSError as e:
+        raise OSError(f"could not write {path} ({e.strerror or e}); check that --out is writable and its disk "
+                      f"has space") from None
 
 
 def complete_face(image, landmarks, fn, uv_size, device, yaws, size, stem: Path, export=(), texture_size=None,
@@ -147,7 +160,7 @@ def complete_face(image, landmarks, fn, uv_size, device, yaws, size, stem: Path,
                (("incomplete", "png"), ("completed", "png"), ("turntable", "gif"), ("views", "png"))}
     _save_png(seen.texture, outputs["incomplete"])
     _save_png(completed, outputs["completed"])
-    save_gif(turntable(completed, landmarks, gif_yaws(yaws), size=size), outputs["turntable"])
+    _save_gif(turntable(completed, landmarks, gif_yaws(yaws), size=size), outputs["turntable"])
     _save_png(views_strip([face_crop(image, landmarks, size), *uv_tiles, *views]), outputs["views"])
     exported = export_face(stem, image, landmarks, completed, export, texture_size, frontalise) if export else {}
     return {"visible_fraction": round(seen.visible_fraction, 4), **{k: str(p) for k, p in outputs.items()},
@@ -155,13 +168,14 @@ def complete_face(image, landmarks, fn, uv_size, device, yaws, size, stem: Path,
 
 
 def complete_photos(paths, model_path, out_dir, name=None, device="cpu", yaws=DEFAULT_YAWS, size=RENDER_SIZE,
-                    progress=True, export=(), texture_size=None, frontalise=False) -> dict:
+                    progress=True, export=(), texture_size=None, frontalise=False, verbose=False) -> dict:
     """Complete every face of the photos at `paths` (a file, a folder or a list) with the model at `model_path`.
 
     Returns {"faces": [one record per face], "skipped": [{"path", "reason"}], "photos": count, "model": name,
-    "out": folder}. Raises FileNotFoundError / ValueError, before writing anything, for bad paths or models.
-    export: formats of FORMATS to write per face; texture_size: their texture's side (default the model's UV
-    size); frontalise: pose removed from their vertices.
+    "out": folder}. Raises FileNotFoundError / ValueError, before writing anything, for bad paths or models, and
+    OSError naming the file when a write fails. export: formats of FORMATS to write per face; texture_size:
+    their texture's side (default the model's UV size); frontalise: pose removed from their vertices; verbose
+    shows MediaPipe's own log lines.
     """
     if (texture_size is not None or frontalise) and not export:
         raise ValueError("--texture-size and --frontalise shape the --export files; add --export obj,glb or drop them")
@@ -170,11 +184,10 @@ def complete_photos(paths, model_path, out_dir, name=None, device="cpu", yaws=DE
     photos = collect_photos(paths)
     torch_device = pick_device(device)
     fn, info = open_model(model_path, name, torch_device)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir, "--out")
 
     faces, skipped = [], []
-    fitter = FaceFitter()
+    fitter = FaceFitter(native_logs=verbose)
     try:
         for photo in tqdm(photos, desc="complete", unit="photo", disable=not progress):
             try:
@@ -204,7 +217,7 @@ def summary_line(summary) -> str:
 def _run(args):
     summary = complete_photos(args.input, args.model, args.out, name=args.name, device=args.device,
                               yaws=parse_yaws(args.yaws), progress=not args.quiet, export=parse_formats(args.export),
-                              texture_size=args.texture_size, frontalise=args.frontalise)
+                              texture_size=args.texture_size, frontalise=args.frontalise, verbose=args.verbose)
     for s in summary["skipped"]:
         print(f"skipped {s['path']}: {s['reason']}")
     print(summary_line(summary))
@@ -227,5 +240,6 @@ def add_parser(subparsers):
     p.add_argument("--frontalise", action="store_true", help="export the face with its pose removed, looking "
                    "down +z (default: posed as in the photo)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="show MediaPipe's own log lines (silenced by default)")
     p.set_defaults(run=_run)
     return p

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 FORMAT = "uvface-dataset"
-VERSION = 2             # 2: per-face split group, splits by group hash, no texels outside the photo
+VERSION = 2   # 2: split groups hashed, no texels outside the photo, unique escaped ids, checksums in the manifest
 SPLITS = ("train", "val", "test")
 INDEX_FIELDS = ("id", "photo", "group", "split", "face", "yaw", "pitch", "roll", "visible_fraction", "score")
 
@@ -43,16 +43,40 @@ def fingerprint(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def read_manifest(root: Path) -> list:
+def manifest_files(root: Path) -> list:
+    return sorted(Path(root).glob("manifest-*.jsonl"))
+
+
+def read_records(manifest: Path) -> list:
+    """The records of one shard manifest; a line cut by a kill is skipped (its photo is simply done again)."""
     records = []
-    for shard_file in sorted(root.glob("manifest-*.jsonl")):
-        for line in shard_file.read_text().splitlines():
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill: the photo is simply done again
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
     return records
+
+
+def read_manifest(root: Path) -> list:
+    return [r for shard_file in manifest_files(root) for r in read_records(shard_file)]
+
+
+def check_records(records, listed) -> None:
+    """Every listed photo key must have exactly one manifest record, else the index would silently lose or
+    double a photo."""
+    count = {}
+    for r in records:
+        count[r["key"]] = count.get(r["key"], 0) + 1
+    doubled = sorted(k for k, n in count.items() if n > 1)
+    if doubled:
+        raise DatasetError(f"photo {doubled[0]!r} has {count[doubled[0]]} manifest records ({len(doubled)} photos "
+                           f"have several): was one shard run twice at once? Prepare into a new folder")
+    unrecorded = sorted(set(listed) - set(count))
+    if unrecorded:
+        raise DatasetError(f"{len(unrecorded)} photos of the source have no manifest record (first: "
+                           f"{unrecorded[0]!r}); run `uvlib prep` again for every shard to process them")
 
 
 def group_draw(seed: int, group: str) -> float:
@@ -86,10 +110,14 @@ def assign_splits(records, seed, fractions=(0.8, 0.1, 0.1)) -> dict:
     return split
 
 
-def finalize(root: Path) -> dict:
-    """Merge the shard manifests into index.csv and summary.json; returns the summary."""
+def finalize(root: Path, listed=()) -> dict:
+    """Merge the shard manifests into index.csv and summary.json; returns the summary.
+
+    listed: the keys of every photo of the source, each of which must have exactly one record.
+    """
     info = read_json(root / "dataset.json")
-    records = {r["key"]: r for r in read_manifest(root)}.values()
+    records = read_manifest(root)
+    check_records(records, listed)
     ok = [r for r in records if r["status"] == "ok"]
     split = assign_splits(ok, info["split_seed"])
     rows = []
@@ -149,19 +177,37 @@ class Dataset:
         rows = self.split_rows(split)[:limit]
         if not rows:
             raise DatasetError(f"split {split!r} of {self.root} has no faces; prepare more photos")
-        uv = np.stack([np.asarray(Image.open(self.root / "uv" / f"{r['id']}.png")) for r in rows])
-        vis = np.stack([np.asarray(Image.open(self.root / "vis" / f"{r['id']}.png")) for r in rows])
+        uv = np.stack([self._read("uv", r["id"]) for r in rows])
+        vis = np.stack([self._read("vis", r["id"]) for r in rows])
         uv = torch.from_numpy(uv).permute(0, 3, 1, 2).float().div_(255)
         observed = torch.from_numpy(vis > 127).float().unsqueeze(1)
         return uv, observed, rows
 
     def item(self, item_id: str):
         """(texture (S,S,3) uint8, visible (S,S) bool) of one face."""
-        texture = np.asarray(Image.open(self.root / "uv" / f"{item_id}.png"))
-        return texture, np.asarray(Image.open(self.root / "vis" / f"{item_id}.png")) > 127
+        return self._read("uv", item_id), self._read("vis", item_id) > 127
 
     def mesh(self, item_id: str) -> np.ndarray:
-        return np.load(self.root / "mesh" / f"{item_id}.npy")
+        return self._read("mesh", item_id)
+
+    def _read(self, kind: str, item_id: str) -> np.ndarray:
+        """One stored array, checked, or a one-line DatasetError naming the file and how to redo it."""
+        path = self.root / kind / f"{item_id}.{'npy' if kind == 'mesh' else 'png'}"
+        shape = {"uv": (self.uv_size, self.uv_size, 3), "vis": (self.uv_size, self.uv_size), "mesh": (468, 3)}[kind]
+        try:
+            if kind == "mesh":
+                array = np.load(path, allow_pickle=False)
+            else:
+                with Image.open(path) as im:
+                    array = np.asarray(im)
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            problem = f"is unreadable ({type(e).__name__})"
+        else:
+            if array.shape == shape:
+                return array
+            problem = f"has shape {array.shape}, not {shape}"
+        raise DatasetError(f"{path} {problem}; re-run `uvlib prep {self.info.get('source') or 'SOURCE'} {self.root}`, "
+                           f"which redoes damaged files")
 
 
 def open_dataset(root) -> Dataset:

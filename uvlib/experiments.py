@@ -13,7 +13,7 @@ from .models.cascade import CascadeStage, CascadeThenGAN, PCAPConvCascade, load_
 from .models.gan import Generator, GeneratorConfig, GANStage, PatchDiscriminator
 from .models.pca import MaskedPCA
 from .models.pconv import PConvUNet, PConvUNetConfig
-from .models.registry import load_model, save_model
+from .models.registry import load_model, read_model_file, save_model
 from .models.vgg import FEATURE_NETS, load_feature_net
 from .params import project_path
 from .stage import StageContext
@@ -156,7 +156,7 @@ def train_blend(ctx: StageContext, pca: MaskedPCA, pconv: PConvUNet, name="blend
 
 
 def _saved(ctx: StageContext, stage: str, name: str) -> dict:
-    return torch.load(require(ctx.out_dir.parent, stage, f"model-{name}.pt"), map_location="cpu", weights_only=False)
+    return read_model_file(require(ctx.out_dir.parent, stage, f"model-{name}.pt"))
 
 
 def earlier_pca(ctx: StageContext, k: int) -> MaskedPCA:

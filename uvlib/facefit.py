@@ -6,8 +6,14 @@ and their boxes are merged. Each face is cropped square with a margin and handed
 landmarks are mapped back to the photo.
 
 Landmarks are in image pixels: x right, y down, z in the same pixel scale with smaller z closer to the camera.
+
+MediaPipe's C++ code logs (`W0000 ... inference_feedback_manager.cc ...`) straight to file descriptor 2 before
+absl logging is initialised, so no environment variable (GLOG_minloglevel, TF_CPP_MIN_LOG_LEVEL) silences it:
+unless asked for (`native_logs=True`, the CLI's --verbose), fd 2 points at /dev/null while MediaPipe runs.
 """
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -15,9 +21,6 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from .mesh import face_model
-
-os.environ.setdefault("GLOG_minloglevel", "2")      # MediaPipe's C++ logs are noise in a progress bar
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MIN_FACE_PX = 48
 CROP_MARGIN = 1.7       # crop side / detected box side
@@ -67,30 +70,61 @@ def _iou(a, b):
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-class FaceFitter:
-    """Detect every face of an RGB photo and fit the face mesh to each. Not picklable: one per process."""
+@contextmanager
+def native_stderr(shown: bool):
+    """Point file descriptor 2 at /dev/null inside the block, unless `shown`; Python's sys.stderr is flushed
+    first, so nothing written before is lost."""
+    if shown:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
-    def __init__(self, min_face_px=MIN_FACE_PX, max_faces=8, min_score=0.5):
+
+class FaceFitter:
+    """Detect every face of an RGB photo and fit the face mesh to each. Not picklable: one per process.
+
+    native_logs: let MediaPipe's C++ log lines through to stderr (silenced by default)."""
+
+    def __init__(self, min_face_px=MIN_FACE_PX, max_faces=8, min_score=0.5, native_logs=False):
         import mediapipe as mp  # imported here: heavy, and only workers that fit faces need it
         self.min_face_px = min_face_px
         self.max_faces = max_faces
-        self._detectors = [mp.solutions.face_detection.FaceDetection(model_selection=m,
-                                                                     min_detection_confidence=min_score)
-                           for m in (0, 1)]
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                                     refine_landmarks=False, min_detection_confidence=0.3)
+        self.native_logs = native_logs
+        with native_stderr(native_logs):
+            self._detectors = [mp.solutions.face_detection.FaceDetection(model_selection=m,
+                                                                         min_detection_confidence=min_score)
+                               for m in (0, 1)]
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                         refine_landmarks=False, min_detection_confidence=0.3)
+            blank = np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8)
+            for graph in (*self._detectors, self._mesh):   # graphs log as they open: let them open in here
+                graph.process(blank)
 
     def close(self):
-        for d in self._detectors:
-            d.close()
-        self._mesh.close()
+        with native_stderr(self.native_logs):
+            for d in self._detectors:
+                d.close()
+            self._mesh.close()
+
+    def _process(self, graph, image):
+        with native_stderr(self.native_logs):
+            return graph.process(image)
 
     def detect(self, image):
         """Face boxes (x, y, w, h, score) in pixels from both detectors, duplicates merged, largest first."""
         h, w = image.shape[:2]
         boxes = []
         for detector in self._detectors:
-            for det in detector.process(image).detections or []:
+            for det in self._process(detector, image).detections or []:
                 b = det.location_data.relative_bounding_box
                 boxes.append((b.xmin * w, b.ymin * h, b.width * w, b.height * h, float(det.score[0])))
         kept = []
@@ -108,7 +142,7 @@ class FaceFitter:
         affine = np.array([[k, 0, -k * x0], [0, k, -k * y0]])
         crop = cv2.warpAffine(image, affine, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
-        result = self._mesh.process(crop)
+        result = self._process(self._mesh, crop)
         if not result.multi_face_landmarks:
             return None
         lm = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark]) * CROP_SIZE

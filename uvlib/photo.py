@@ -14,7 +14,7 @@ class PhotoError(Exception):
 def read_photo(path) -> np.ndarray:
     """Decode `path` to an (H, W, 3) uint8 RGB array, EXIF orientation applied.
 
-    Grayscale, palette, RGBA (alpha dropped) and CMYK inputs are converted to RGB. Raises PhotoError
+    Grayscale (8 or 16 bit), palette, RGBA (alpha dropped), CMYK and 16-bit RGB inputs are converted to RGB. Raises PhotoError
     for unreadable, truncated, non-image and oversized files.
     """
     path = Path(path)
@@ -25,6 +25,8 @@ def read_photo(path) -> np.ndarray:
                                  f"downscale it")
             im.load()
             im = ImageOps.exif_transpose(im)
+            if im.mode.startswith("I"):     # 16-bit greyscale: convert("RGB") would clip it at 255, all white
+                im = Image.fromarray((np.asarray(im, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
             return np.asarray(im.convert("RGB"))
     except PhotoError:
         raise

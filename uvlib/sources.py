@@ -9,9 +9,9 @@ as CFP's `III_KK.jpg`), else the photo itself.
 """
 import csv
 import hashlib
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import quote
 
 IGNORED_SUFFIXES = {".txt", ".csv", ".json", ".jsonl", ".md", ".yaml", ".yml", ".npz", ".npy", ".py"}
 DEMO_PHOTOS = Path(__file__).resolve().parents[1] / "demo" / "photos"
@@ -25,13 +25,28 @@ class Photo:
     split: str = ""          # "", or the split the source fixes: train / val / test / trainval (MAFL's training list)
     group: str = ""          # person or clip; "" = the photo is its own group
 
-    @property
-    def split_group(self) -> str:
-        return self.group or f"photo:{self.key}"
-
 
 def _key(relative: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", "__".join(relative.with_suffix("").parts))
+    """A photo's id, also the stem of its files: its path below the source, suffix kept, with '/', '%' and
+    every character but letters, digits, '_', '.', '-' and '~' percent-escaped, so two paths never share an id
+    (`x.jpg` / `x.png`, `a b.jpg` / `a_b.jpg`)."""
+    return quote(relative.as_posix(), safe="")
+
+
+def photo_key(path) -> str:
+    """The id of a photo given on its own (not found below a source folder): its escaped file name."""
+    return _key(Path(Path(path).name))
+
+
+def check_unique_keys(photos):
+    """Two photos with one id would overwrite each other's files: refuse, naming both. Ids that differ only in
+    case count as one, since they name the same files on a case-insensitive file system."""
+    seen = {}
+    for photo in photos:
+        first = seen.setdefault(photo.key.lower(), photo)
+        if first is not photo:
+            raise ValueError(f"photos {first.path} and {photo.path} would write the same files (id {photo.key!r}); "
+                             f"rename or remove one of them")
 
 
 def _layout_group(relative: Path, group_by: str) -> str:

@@ -4,6 +4,9 @@ A model file (runs/PROFILE/NN_stage/model-NAME.pt) holds everything `uvlib compl
 need: its kind, its config, its weights and the UV size. So a model trained on a GPU is copied to a laptop
 and used on its CPU. Each kind names the function (module:function) that rebuilds a completion function
 `fn(uv_in, known) -> uv_out` from (config, state, device).
+
+Files are read with torch.load(weights_only=True): tensors and plain values only, so a downloaded file that
+pickles code (which would run as it is unpickled) is refused instead of executed.
 """
 from importlib import import_module
 from pathlib import Path
@@ -36,16 +39,34 @@ def model_files(stage_dir) -> list:
     return sorted(Path(stage_dir).glob("model-*.pt"))
 
 
-def load_model(path, device="cpu"):
-    """(completion function, info dict with kind, uv_size, config, name) from a model file."""
+def read_model_file(path) -> dict:
+    """The saved dict of a model file, loaded as weights only; ValueError (one line) for anything else."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist; train its stage first")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:       # arbitrary bytes make the unpickler raise almost anything
+        if "Unsupported global" in str(e):
+            raise ValueError(f"{path} was refused: it pickles Python objects besides tensors and plain values, "
+                             f"which could run code as it is loaded; use a model file written by uvlib") from None
+        raise ValueError(f"{path} is not a uvlib model file (unreadable: {type(e).__name__}); "
+                         f"pick a model-*.pt of a stage folder") from None
     if not isinstance(saved, dict) or saved.get("kind") not in BUILDERS:
         raise ValueError(f"{path} is not a uvlib model file (no known 'kind'); pick a model-*.pt of a stage folder")
+    return saved
+
+
+def load_model(path, device="cpu"):
+    """(completion function, info dict with kind, uv_size, config, name) from a model file."""
+    path = Path(path)
+    saved = read_model_file(path)
     module, function = BUILDERS[saved["kind"]].split(":")
-    fn = getattr(import_module(module), function)(saved["config"], saved["state"], torch.device(device))
+    try:
+        fn = getattr(import_module(module), function)(saved["config"], saved["state"], torch.device(device))
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise ValueError(f"{path} holds a {saved['kind']} model that this uvlib cannot rebuild "
+                         f"({type(e).__name__}); retrain its stage") from None
     info = {k: saved[k] for k in ("kind", "uv_size", "config")}
     info["name"] = path.stem.removeprefix("model-")
     return fn, info
