@@ -208,7 +208,7 @@ def test_complete_exports_obj_and_glb_per_face(model_file, face_photo, tmp_path)
     out = tmp_path / "out"
     run_cli(["complete", str(face_photo), "--model", str(model_file), "--out", str(out), "--yaws=0",
              "--export", "obj,glb", "--texture-size", str(BIG), "--frontalise", "--quiet"])
-    stem = "skimage_astronaut_0"
+    stem = "skimage_astronaut.jpg_0"
     assert {p.name for p in out.iterdir()} >= {f"{stem}.obj", f"{stem}.mtl", f"{stem}_texture.png", f"{stem}.glb"}
     for kind in ("obj", "glb"):
         verts, tri, uv, texture = load_exported(out / f"{stem}.{kind}")

@@ -58,12 +58,13 @@ def test_folder_layouts_give_the_person(tmp_path):
                 "frontal/002_01.jpg", "loose.jpg"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    by_folder = {p.key: p.group for p in folder_photos(tmp_path, "folder")}
-    assert by_folder["alice__1"] == by_folder["alice__2"] != by_folder["bob__1"]
-    assert by_folder["loose"] == ""
-    by_prefix = {p.key: p.group for p in folder_photos(tmp_path, "prefix")}
-    assert by_prefix["frontal__001_01"] == by_prefix["profile__001_02"] == "prefix:001"
-    assert by_prefix["frontal__002_01"] == "prefix:002"
+    rel = lambda p: p.path.relative_to(tmp_path).as_posix()
+    by_folder = {rel(p): p.group for p in folder_photos(tmp_path, "folder")}
+    assert by_folder["alice/1.jpg"] == by_folder["alice/2.jpg"] != by_folder["bob/1.jpg"]
+    assert by_folder["loose.jpg"] == ""
+    by_prefix = {rel(p): p.group for p in folder_photos(tmp_path, "prefix")}
+    assert by_prefix["frontal/001_01.jpg"] == by_prefix["profile/001_02.jpg"] == "prefix:001"
+    assert by_prefix["frontal/002_01.jpg"] == "prefix:002"
     assert {p.group for p in folder_photos(tmp_path)} == {""}
     with pytest.raises(ValueError, match="--group-by 'person' is unknown"):
         folder_photos(tmp_path, "person")
@@ -74,7 +75,7 @@ def test_identity_file_groups_celeba_photos(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     ids = tmp_path / "identity_CelebA.txt"
     ids.write_text("000001.jpg 2880\n000002.jpg 2880\n000003.jpg 17\n")
-    photos = {p.key: p.group for p in resolve_source(tmp_path, identities=ids)}
+    photos = {p.path.stem: p.group for p in resolve_source(tmp_path, identities=ids)}
     assert photos == {"000001": "identity:2880", "000002": "identity:2880", "000003": "identity:17"}
     assert grouping(tmp_path, identities=ids).startswith("identities:")
     ids.write_text("000001.jpg\n")

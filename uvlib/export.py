@@ -115,11 +115,11 @@ def export_face(stem, image, landmarks, completed, formats=FORMATS, texture_size
                                                       mtl_name=f"{stem.name}.mtl", header="uvlib complete")
         for name, data in files.items():
             (stem.parent / name).write_bytes(data)
-        written["obj"] = stem.with_suffix(".obj")
+        written["obj"] = stem.parent / f"{stem.name}.obj"   # not with_suffix: ids such as x.jpg_0 hold dots
         written["obj"].write_text(text)
     if "glb" in formats:
         mesh = textured_mesh(verts, texture, f"{stem.name}_texture")
-        written["glb"] = stem.with_suffix(".glb")
+        written["glb"] = stem.parent / f"{stem.name}.glb"
         written["glb"].write_bytes(trimesh.exchange.gltf.export_glb(mesh, include_normals=True))
     return {k: str(p) for k, p in written.items()}
 
