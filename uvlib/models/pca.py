@@ -88,7 +88,7 @@ class MaskedPCA:
         self.explained_variance_ = None  # (k,)
         self.explained_variance_ratio_ = None  # (k,)
         self.total_variance_ = None  # scalar tensor: total variance of the final filled data
-        self.noise_variance_ = None  # scalar tensor: PPCA σ², mean of the discarded eigenvalues
+        self.noise_variance_ = None  # scalar tensor: PPCA σ², mean of the discarded non-zero eigenvalues
 
     # ----------------------------------------------------------------------------- fitting
 
@@ -213,18 +213,21 @@ class MaskedPCA:
         self.total_variance_ = total / denom
         self.explained_variance_ratio_ = variance / self.total_variance_.clamp_min(1e-12)
         discarded = (self.total_variance_ - variance.sum()).clamp_min(0)
-        self.noise_variance_ = discarded / max(d - k, 1)
+        self.noise_variance_ = discarded / max(min(n - 1, d) - k, 1)  # over the discarded non-zero eigenvalues
 
     # --------------------------------------------------------------------------- completion
 
-    def complete(self, uv_in, known, batch_size=256):
-        """Posterior-mean completion from each image's visible atlas texels; maps in [0, 1]."""
+    def complete(self, uv_in, known, batch_size=256, ridge=None):
+        """Posterior-mean completion from each image's visible atlas texels; maps in [0, 1].
+
+        ridge: λ of this call (for choosing one); None = the model's (config.ridge, else the noise variance).
+        """
         self._check_fitted()
         _check_maps(uv_in, known, self.atlas, "MaskedPCA.complete")
         device = uv_in.device
         index = atlas_index(self.atlas.to(device))
         mean, loadings = self.mean_.to(device), self.loadings().to(device)
-        lam = self._ridge()
+        lam = self.ridge() if ridge is None else float(ridge)
         out = torch.zeros_like(uv_in, dtype=torch.float32)
         for start in range(0, uv_in.shape[0], batch_size):
             rows = slice(start, start + batch_size)
@@ -241,10 +244,14 @@ class MaskedPCA:
         scale = (self.explained_variance_ - self.noise_variance_).clamp_min(0).sqrt()
         return self.components_ * scale
 
-    def _ridge(self):
-        if self.config.ridge is not None:
-            return float(self.config.ridge)
-        floor = 1e-6 * float(self.explained_variance_[0].clamp_min(1e-12))  # keeps noiseless data solvable
+    def ridge(self):
+        """λ of the completion solve: config.ridge once chosen (uvlib.pca_ridge), else noise_ridge()."""
+        return self.noise_ridge() if self.config.ridge is None else float(self.config.ridge)
+
+    def noise_ridge(self):
+        """The PPCA choice λ = σ², floored so that noiseless data stay solvable."""
+        self._check_fitted()
+        floor = 1e-6 * float(self.explained_variance_[0].clamp_min(1e-12))
         return max(float(self.noise_variance_), floor)
 
     @staticmethod
