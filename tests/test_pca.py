@@ -120,9 +120,10 @@ def test_noise_variance_averages_the_discarded_nonzero_eigenvalues():
     assert float(pca.noise_variance_) == pytest.approx(float(expected), rel=1e-3)
 
 
-def test_complete_takes_a_ridge_and_defaults_to_the_chosen_one(fitted):
+def test_completion_uses_the_chosen_ridge_and_shares_work_across_ridges(fitted):
     pca, uv, observed = fitted
     chosen = MaskedPCA(2).load_state_dict({**pca.state_dict(), "config": {**pca.state_dict()["config"], "ridge": 0.5}})
     assert chosen.ridge() == 0.5 and pca.ridge() == pca.noise_ridge()
-    assert torch.equal(chosen.complete(uv * observed, observed), pca.complete(uv * observed, observed, ridge=0.5))
-    assert not torch.equal(chosen.complete(uv * observed, observed), pca.complete(uv * observed, observed))
+    at_noise, at_half = pca.complete_with_ridges(uv * observed, observed, [pca.noise_ridge(), 0.5])
+    assert torch.equal(at_noise, pca.complete(uv * observed, observed))
+    assert torch.equal(at_half, chosen.complete(uv * observed, observed)) and not torch.equal(at_half, at_noise)
