@@ -4,7 +4,7 @@
     ctx.train_uv, ctx.train_observed    training maps (ctx.train_rows: their index rows)
     ctx.maps("val")                     (uv, observed, rows) of a split, e.g. for stacked stages
     ctx.bench / ctx.val                 fixed test cases of the scored split / a small validation set
-    ctx.batches(16)                     step -> batch with realistic training holes
+    ctx.hole_sampler()                  realistic training holes, for uvlib.holes.TrainingBatches
     ctx.evaluate({...})                 scores -> metrics.json, per-case CSVs, showcase.npz
 """
 import copy
@@ -17,7 +17,7 @@ import torch
 from . import viz
 from .dataset import Dataset, DatasetError, open_dataset
 from .evaluation import Benchmark, complete_cases, load_benchmark, score
-from .holes import HoleSampler, TrainingBatches, build_hole_bank
+from .holes import HoleSampler, build_hole_bank
 from .params import dataset_path, project_path
 from .report import evaluate_methods
 from .runs import MissingStageError, stage_dir
@@ -51,9 +51,6 @@ class StageContext:
         if self._sampler is None:
             self._sampler = HoleSampler(build_hole_bank(self.ds, "train", self.seed, n_pose, progress=self.progress))
         return self._sampler
-
-    def batches(self, batch_size) -> TrainingBatches:
-        return TrainingBatches(self.train_uv, self.train_observed, self.hole_sampler(), batch_size, self.seed)
 
     def maps(self, split) -> tuple:
         """(uv, observed, rows) of a split: the training maps as opened, any other split in full."""
