@@ -104,3 +104,26 @@ def test_bad_input_raises():
     hidden_nan[observed.expand_as(uv) == 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         MaskedPCA(2).fit(hidden_nan, observed, make_atlas(), progress=False)
+
+
+def test_noise_variance_averages_the_discarded_nonzero_eigenvalues():
+    """N << D: the centred data have only N - 1 non-zero eigenvalues, so σ² divides by N - 1 - k, not D - k."""
+    n, k = 12, 3
+    uv = low_rank_maps(n, rank=6, seed=4)
+    uv = (uv + 0.01 * torch.randn(uv.shape, generator=torch.Generator().manual_seed(6))) * make_atlas()
+    everything = torch.ones(n, 1, S, S)
+    pca = MaskedPCA(k, max_iter=1).fit(uv, everything, make_atlas(), progress=False)
+    x = uv.reshape(n, 3, -1)[:, :, make_atlas().reshape(-1)].reshape(n, -1)
+    eigenvalues = torch.linalg.svdvals(x - x.mean(0)).square() / (n - 1)
+    assert x.shape[1] > 10 * n
+    expected = eigenvalues[k:n - 1].sum() / (n - 1 - k)
+    assert float(pca.noise_variance_) == pytest.approx(float(expected), rel=1e-3)
+
+
+def test_completion_uses_the_chosen_ridge_and_shares_work_across_ridges(fitted):
+    pca, uv, observed = fitted
+    chosen = MaskedPCA(2).load_state_dict({**pca.state_dict(), "config": {**pca.state_dict()["config"], "ridge": 0.5}})
+    assert chosen.ridge() == 0.5 and pca.ridge() == pca.noise_ridge()
+    at_noise, at_half = pca.complete_with_ridges(uv * observed, observed, [pca.noise_ridge(), 0.5])
+    assert torch.equal(at_noise, pca.complete(uv * observed, observed))
+    assert torch.equal(at_half, chosen.complete(uv * observed, observed)) and not torch.equal(at_half, at_noise)

@@ -128,6 +128,31 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
         train(wider, random_batch, TrainConfig(**{**cfg.__dict__, "max_steps": 2}))
 
 
+def test_a_checkpoint_of_another_run_is_set_aside_not_resumed(tmp_path):
+    first = config(tmp_path, "run", max_steps=4, run={"spec": {"lr": 1e-3, "steps": 4}})
+    train(make_stage(), random_batch, first)
+    changed = config(tmp_path, "run", max_steps=4, run={"spec": {"lr": 5e-4, "steps": 4}})
+    resumed_or_not = make_stage()
+    with pytest.warns(UserWarning, match=r"another run \(run\.spec\.lr: 0\.001 -> 0\.0005\); moved it to run\.superseded-1"):
+        train(resumed_or_not, random_batch, changed)
+    kept = tmp_path / "run.superseded-1"
+    assert [p.name for p in checkpoint_paths(kept)] == ["step_00000002.pt", "step_00000004.pt"]
+    assert (kept / "log.csv").is_file()
+    fresh = make_stage()
+    train(fresh, random_batch, config(tmp_path, "fresh", max_steps=4, run=changed.run))
+    for (name, a), b in zip(fresh.model.state_dict().items(), resumed_or_not.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert read_log(changed) == read_log(config(tmp_path, "fresh"))
+
+
+def test_a_checkpoint_beyond_max_steps_is_another_run(tmp_path):
+    train(make_stage(), random_batch, config(tmp_path, "long", max_steps=4))
+    with pytest.warns(UserWarning, match="checkpoint at step 4 > 2"):
+        train(make_stage(), random_batch, config(tmp_path, "long", max_steps=2))
+    assert checkpoint_paths(tmp_path / "long")[-1].name == "step_00000002.pt"
+    assert (tmp_path / "long.superseded-1").is_dir()
+
+
 def test_runtime_helpers():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():

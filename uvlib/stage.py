@@ -1,9 +1,10 @@
 """What every stage notebook starts with: its run folder, the dataset, the device and the protocol's cases.
 
     ctx = open_stage("01_pca", run_dir, dataset_dir, seed=seed, eval_split="test")
-    ctx.train_uv, ctx.train_observed    training maps
+    ctx.train_uv, ctx.train_observed    training maps (ctx.train_rows: their index rows)
+    ctx.maps("val")                     (uv, observed, rows) of a split, e.g. for stacked stages
     ctx.bench / ctx.val                 fixed test cases of the scored split / a small validation set
-    ctx.batches(16)                     step -> batch with realistic training holes
+    ctx.hole_sampler()                  realistic training holes, for uvlib.holes.TrainingBatches
     ctx.evaluate({...})                 scores -> metrics.json, per-case CSVs, showcase.npz
 """
 import copy
@@ -16,7 +17,7 @@ import torch
 from . import viz
 from .dataset import Dataset, DatasetError, open_dataset
 from .evaluation import Benchmark, complete_cases, load_benchmark, score
-from .holes import HoleSampler, TrainingBatches, build_hole_bank
+from .holes import HoleSampler, build_hole_bank
 from .params import dataset_path, project_path
 from .report import evaluate_methods
 from .runs import MissingStageError, stage_dir
@@ -34,6 +35,7 @@ class StageContext:
     val: Benchmark
     train_uv: torch.Tensor
     train_observed: torch.Tensor
+    train_rows: list = field(default_factory=list)
     progress: bool = True
     _sampler: HoleSampler = field(default=None, repr=False)
 
@@ -50,8 +52,11 @@ class StageContext:
             self._sampler = HoleSampler(build_hole_bank(self.ds, "train", self.seed, n_pose, progress=self.progress))
         return self._sampler
 
-    def batches(self, batch_size) -> TrainingBatches:
-        return TrainingBatches(self.train_uv, self.train_observed, self.hole_sampler(), batch_size, self.seed)
+    def maps(self, split) -> tuple:
+        """(uv, observed, rows) of a split: the training maps as opened, any other split in full."""
+        if split == "train":
+            return self.train_uv, self.train_observed, self.train_rows
+        return self.ds.load(split)
 
     def evaluate(self, methods: dict, params: dict, method_params=None, **extra) -> dict:
         return evaluate_methods(methods, self.bench, self.out_dir, self.stage, self.seed, params,
@@ -73,9 +78,9 @@ def open_stage(stage, run_dir, dataset_dir="", seed=0, eval_split="test", eval_l
                                 f"notebooks/00_data_prep.ipynb with the same run_dir first ({e})") from None
     bench = load_benchmark(ds, eval_split, seed=seed, limit=eval_limit or None, progress=progress)
     val = load_benchmark(ds, "val", seed=seed, limit=val_limit or None, progress=progress)
-    uv, observed, _ = ds.load("train", limit=train_limit or None)
+    uv, observed, rows = ds.load("train", limit=train_limit or None)
     return StageContext(stage, stage_dir(project_path(run_dir), stage), ds, resolve_device(device), seed, bench, val,
-                        uv, observed, progress)
+                        uv, observed, rows, progress)
 
 
 class EpochMonitor:

@@ -10,6 +10,11 @@ Exact resumption (same final numbers as an uninterrupted run on CPU) holds when 
 callable step -> batch: the checkpoint restores the step and every RNG state, and the callable
 rebuilds the same batch for the same step. An iterator is used as-is and is not replayed, so a
 resumed run sees a fresh data order.
+
+Only the same run resumes: a checkpoint stores the run's identity (TrainConfig.seed, batch_size, amp and
+`run`, the caller's description of model spec and data). When the newest checkpoint was made for another
+run, its folder is moved aside (NAME.superseded-N) with one line naming the differing keys, and training
+starts afresh. max_steps may grow (a run continued), but a checkpoint beyond it is another run too.
 """
 
 import csv
@@ -17,7 +22,8 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -43,6 +49,10 @@ class TrainConfig:
     out_dir: str = "runs/train"
     keep_checkpoints: int = 2
     progress: bool = True
+    run: dict = field(default_factory=dict)  # model spec, data fingerprint...: plain types only
+
+
+IDENTITY_FIELDS = ("seed", "batch_size", "amp", "run")  # a checkpoint with other values is another run
 
 
 @dataclass
@@ -134,6 +144,54 @@ def save_checkpoint(out_dir, step, stage, cfg: TrainConfig):
     for old in checkpoint_paths(out_dir)[:-cfg.keep_checkpoints]:
         old.unlink()
     return path
+
+
+def flatten(config: dict, prefix="") -> dict:
+    """{"run": {"spec": {"lr": 1}}} -> {"run.spec.lr": 1}: nested keys as dotted names."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def config_differences(stored: dict, requested: dict) -> list:
+    """'key: stored -> requested' for every dotted key whose value differs (absent = <none>)."""
+    old, new = flatten(stored), flatten(requested)
+    return [f"{k}: {old.get(k, '<none>')!r} -> {new.get(k, '<none>')!r}"
+            for k in sorted(old.keys() | new.keys()) if old.get(k, "<none>") != new.get(k, "<none>")]
+
+
+def summarise_differences(differences, shown=6) -> str:
+    """The first few differences on one line, then how many more."""
+    more = len(differences) - shown
+    return "; ".join(differences[:shown]) + (f"; and {more} more" if more > 0 else "")
+
+
+def run_identity(cfg: TrainConfig) -> dict:
+    return {name: getattr(cfg, name) for name in IDENTITY_FIELDS}
+
+
+def checkpoint_differences(state: dict, cfg: TrainConfig) -> list:
+    """Why a checkpoint cannot be resumed by this run ([] when it can)."""
+    stored = state.get("config", {})
+    differences = config_differences({name: stored.get(name) for name in IDENTITY_FIELDS}, run_identity(cfg))
+    if state["step"] > cfg.max_steps:
+        differences.append(f"max_steps: checkpoint at step {state['step']} > {cfg.max_steps}")
+    return differences
+
+
+def set_aside(folder) -> Path:
+    """Move a run folder to FOLDER.superseded-N (the first free N) so nothing made is lost; returns the new path."""
+    folder = Path(folder)
+    n = 1
+    while folder.with_name(f"{folder.name}.superseded-{n}").exists():
+        n += 1
+    target = folder.with_name(f"{folder.name}.superseded-{n}")
+    folder.rename(target)
+    return target
 
 
 def load_checkpoint(path):
@@ -251,15 +309,21 @@ def train(stage: Stage, batches, cfg: TrainConfig, sample_fn=None) -> dict[str, 
         if getattr(cfg, name) < 1:
             raise ValueError(f"TrainConfig.{name}={getattr(cfg, name)} must be >= 1")
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     runtime = resolve_runtime(cfg)
+    state = load_checkpoint(checkpoint_paths(out)[-1]) if checkpoint_paths(out) else None
+    differences = checkpoint_differences(state, cfg) if state is not None else []
+    if differences:
+        moved = set_aside(out)
+        warnings.warn(f"{out} holds another run ({summarise_differences(differences)}); moved it to {moved.name} "
+                      f"and training afresh", stacklevel=2)
+        state = None
+    out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     stage.configure(runtime)
     next_batch = batch_source(batches)
     start, latest = 0, None
-    if checkpoint_paths(out):
+    if state is not None:
         latest = checkpoint_paths(out)[-1]
-        state = load_checkpoint(latest)
         try:
             stage.load_state_dict(state["stage"])
         except (KeyError, RuntimeError, ValueError) as err:
@@ -351,11 +415,12 @@ class PConvStage:
             raise ValueError(f"PConvStage batch lacks {sorted(missing)}; pass a dict with uv, observed, hole")
         known = batch["observed"] * (1 - batch["hole"]) * self.atlas
         uv_in = batch["uv"] * known
-        extra = None
-        if self.extra_fn is not None:
-            with torch.no_grad():
-                extra = self.extra_fn(uv_in, known)
-        return uv_in, known, extra
+        return uv_in, known, self.extra(uv_in, known, batch)
+
+    @torch.no_grad()
+    def extra(self, uv_in, known, batch):
+        """The network's extra input channels for this batch: extra_fn(uv_in, known), or None."""
+        return None if self.extra_fn is None else self.extra_fn(uv_in, known)
 
     def training_step(self, batch, step):
         if self.fine_tune_after is not None and step > self.fine_tune_after and not self.model.fine_tune:

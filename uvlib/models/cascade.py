@@ -84,15 +84,29 @@ class PCAPConvCascade:
 class CascadeStage(PConvStage):
     """PConvStage for the cascade: only the PConv trains; the fixed PCA fill is computed per batch
     (without grad) as its extra input. Arguments after `cascade` are PConvStage's (loss, lr,
-    fine_tune_after, lr_fine_tune, atlas=...)."""
+    fine_tune_after, lr_fine_tune, atlas=...).
 
-    def __init__(self, cascade: PCAPConvCascade, loss, *args, **kwargs):
+    cross_fit (a fitted uvlib.crossfit.CrossFittedPCA): training fills come from the PCA of each map's
+    fold, which never saw that map (batches then carry 'fold'); without it they come from cascade.pca.
+    """
+
+    def __init__(self, cascade: PCAPConvCascade, loss, *args, cross_fit=None, **kwargs):
         super().__init__(cascade.pconv, loss, *args, extra_fn=cascade.fill, **kwargs)
-        self.cascade = cascade
+        self.cascade, self.cross_fit = cascade, cross_fit
 
     def configure(self, runtime):
         super().configure(runtime)
         self.cascade.pca.to(runtime.device)
+        if self.cross_fit is not None:
+            self.cross_fit.to(runtime.device)
+
+    def extra(self, uv_in, known, batch):
+        if self.cross_fit is None:
+            return super().extra(uv_in, known, batch)
+        if "fold" not in batch:
+            raise ValueError("a cross-fitted CascadeStage needs batches with 'fold'; draw them with "
+                             "uvlib.crossfit.FoldedBatches")
+        return self.cross_fit.fill(uv_in, known, batch["fold"])
 
 
 class CascadeThenGAN:

@@ -88,7 +88,7 @@ class MaskedPCA:
         self.explained_variance_ = None  # (k,)
         self.explained_variance_ratio_ = None  # (k,)
         self.total_variance_ = None  # scalar tensor: total variance of the final filled data
-        self.noise_variance_ = None  # scalar tensor: PPCA σ², mean of the discarded eigenvalues
+        self.noise_variance_ = None  # scalar tensor: PPCA σ², mean of the discarded non-zero eigenvalues
 
     # ----------------------------------------------------------------------------- fitting
 
@@ -213,25 +213,32 @@ class MaskedPCA:
         self.total_variance_ = total / denom
         self.explained_variance_ratio_ = variance / self.total_variance_.clamp_min(1e-12)
         discarded = (self.total_variance_ - variance.sum()).clamp_min(0)
-        self.noise_variance_ = discarded / max(d - k, 1)
+        self.noise_variance_ = discarded / max(min(n - 1, d) - k, 1)  # over the discarded non-zero eigenvalues
 
     # --------------------------------------------------------------------------- completion
 
     def complete(self, uv_in, known, batch_size=256):
         """Posterior-mean completion from each image's visible atlas texels; maps in [0, 1]."""
+        return self.complete_with_ridges(uv_in, known, [self.ridge()], batch_size)[0]
+
+    def complete_with_ridges(self, uv_in, known, ridges, batch_size=256):
+        """[complete() with λ = r for r in ridges]: each image's Gram matrix is built once for all λ."""
         self._check_fitted()
         _check_maps(uv_in, known, self.atlas, "MaskedPCA.complete")
         device = uv_in.device
         index = atlas_index(self.atlas.to(device))
         mean, loadings = self.mean_.to(device), self.loadings().to(device)
-        lam = self._ridge()
-        out = torch.zeros_like(uv_in, dtype=torch.float32)
+        outs = [torch.zeros_like(uv_in, dtype=torch.float32) for _ in ridges]
         for start in range(0, uv_in.shape[0], batch_size):
             rows = slice(start, start + batch_size)
             x, m = gather_atlas(uv_in[rows].float(), known[rows], index)
-            z = self._posterior_mean(x - mean, m, loadings, lam)
-            out[rows] = scatter_atlas((mean + z @ loadings.T).clamp(0, 1), index, self.atlas.shape[0])
-        return out
+            gram, rhs = self._normal_equations(x - mean, m, loadings)
+            for out, lam in zip(outs, ridges):
+                regularised = gram.clone()
+                regularised.diagonal(dim1=1, dim2=2).add_(float(lam))
+                z = torch.linalg.solve(regularised, rhs)  # posterior mean (W_v^T W_v + λ I)^-1 W_v^T x_v
+                out[rows] = scatter_atlas((mean + z @ loadings.T).clamp(0, 1), index, self.atlas.shape[0])
+        return outs
 
     __call__ = complete
 
@@ -241,15 +248,19 @@ class MaskedPCA:
         scale = (self.explained_variance_ - self.noise_variance_).clamp_min(0).sqrt()
         return self.components_ * scale
 
-    def _ridge(self):
-        if self.config.ridge is not None:
-            return float(self.config.ridge)
-        floor = 1e-6 * float(self.explained_variance_[0].clamp_min(1e-12))  # keeps noiseless data solvable
+    def ridge(self):
+        """λ of the completion solve: config.ridge once chosen (uvlib.pca_ridge), else noise_ridge()."""
+        return self.noise_ridge() if self.config.ridge is None else float(self.config.ridge)
+
+    def noise_ridge(self):
+        """The PPCA choice λ = σ², floored so that noiseless data stay solvable."""
+        self._check_fitted()
+        floor = 1e-6 * float(self.explained_variance_[0].clamp_min(1e-12))
         return max(float(self.noise_variance_), floor)
 
     @staticmethod
-    def _posterior_mean(xc, m, w, lam):
-        """z = (W_v^T W_v + λ I)^-1 W_v^T x_v per image; texel masks are shared by the 3 channels."""
+    def _normal_equations(xc, m, w):
+        """(W_v^T W_v, W_v^T x_v) per image; texel masks are shared by the 3 channels."""
         b, k = xc.shape[0], w.shape[1]
         wc = w.reshape(3, -1, k)  # (3, T, k)
         texels = wc.shape[1]
@@ -259,9 +270,8 @@ class MaskedPCA:
             block = wc[:, t : t + step]
             outer = torch.einsum("ctk,ctj->tkj", block, block).reshape(-1, k * k)
             gram += (m[:, t : t + step].float() @ outer).reshape(b, k, k)
-        gram.diagonal(dim1=1, dim2=2).add_(lam)
         rhs = _texel_view(xc).masked_fill(~m.unsqueeze(1), 0).view_as(xc) @ w
-        return torch.linalg.solve(gram, rhs)
+        return gram, rhs
 
     # ----------------------------------------------------------------------------- figures
 

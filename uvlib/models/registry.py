@@ -26,12 +26,13 @@ BUILDERS = {
 }
 
 
-def save_model(path, kind: str, uv_size: int, config: dict, state: dict):
+def save_model(path, kind: str, uv_size: int, config: dict, state: dict, run: dict = None):
+    """run: what made the model (spec, data fingerprint, how stacked inputs were made), plain types only."""
     if kind not in BUILDERS:
         raise ValueError(f"model kind {kind!r} is unknown; use one of {sorted(BUILDERS)}")
     path = Path(path)
     tmp = path.with_suffix(".tmp")
-    torch.save({"kind": kind, "uv_size": uv_size, "config": config, "state": state}, tmp)
+    torch.save({"kind": kind, "uv_size": uv_size, "config": config, "state": state, "run": run or {}}, tmp)
     tmp.replace(path)
 
 
