@@ -1,6 +1,7 @@
 """Every command: bad arguments fail before any work with one line; model files never run code."""
 import csv
 import json
+import os
 import pathlib
 
 import pytest
@@ -124,14 +125,22 @@ class WritesAFile:
         return pathlib.Path.touch, (self.marker,)
 
 
-def test_a_crafted_model_file_is_refused_and_runs_nothing(files, tmp_path, capsys):
+class RunsAShellCommand(WritesAFile):
+    """The classic: os.system, whose module torch's weights-only unpickler blocks outright."""
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("payload", [WritesAFile, RunsAShellCommand])
+def test_a_crafted_model_file_is_refused_and_runs_nothing(files, tmp_path, capsys, payload):
     from uvlib.experiments import _saved
     from uvlib.runs import stage_dir
     marker = tmp_path / "pwned"
     stage = tmp_path / "run" / "01_pca"
     stage.mkdir(parents=True)
     evil = stage / "model-masked_pca_k32.pt"
-    torch.save({"kind": "mean_face", "uv_size": 64, "config": {}, "state": WritesAFile(marker)}, evil)
+    torch.save({"kind": "mean_face", "uv_size": 64, "config": {}, "state": payload(marker)}, evil)
     one_line_error(capsys, ["complete", str(files["photo"]), "--model", str(evil), "--out", str(tmp_path / "out"),
                             "--quiet"], "was refused", "could run code")
     one_line_error(capsys, ["evaluate", str(stage), str(files["dataset"]), "--quiet"], "was refused")

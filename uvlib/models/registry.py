@@ -48,7 +48,7 @@ def read_model_file(path) -> dict:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:       # arbitrary bytes make the unpickler raise almost anything
-        if "Unsupported global" in str(e):
+        if "unsupported global" in str(e).lower():    # a class or function not allowed, or a blocked module
             raise ValueError(f"{path} was refused: it pickles Python objects besides tensors and plain values, "
                              f"which could run code as it is loaded; use a model file written by uvlib") from None
         raise ValueError(f"{path} is not a uvlib model file (unreadable: {type(e).__name__}); "
