@@ -12,7 +12,6 @@ usually someone else.
 Pairs are a pure function of the dataset and the settings (no randomness), and cheap to build, so they are
 rebuilt on every use rather than cached.
 """
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 from .dataset import SPLITS, Dataset, DatasetError
 from .masks import yaw_bin_of
 from .metrics import aggregate, hole_scores
-from .report import markdown_table
+from .report import markdown_table, write_records
 from .runs import write_metrics
 
 MIN_TURNED_YAW = 15.0        # |yaw| of a turned face, degrees
@@ -225,8 +224,8 @@ def evaluate_crosspose(methods: dict, xp: CrossPose, out_dir, seed=0, params=Non
         summary, records = score_pairs(fn, xp, device=device, progress=progress, desc=f"cross-pose {name}")
         results[name] = {"params": {}, "scores": summary}
         all_records += [{"method": name, **r} for r in records]
-    _write_csv(out_dir / "scores.csv", all_records)
-    _write_csv(out_dir / "pairs.csv", [_pair_row(p) for p in xp.pairs])
+    write_records(out_dir / "scores.csv", all_records)
+    write_records(out_dir / "pairs.csv", [_pair_row(p) for p in xp.pairs])
     write_metrics(out_dir, "crosspose", results, seed, {**xp.settings, **(params or {})},
                   pairs=len(xp), groups=len({p["group"] for p in xp.pairs}), skipped=xp.skipped)
     return results
@@ -237,13 +236,6 @@ def _pair_row(p: dict) -> dict:
     row.update({f"gain_{c}": round(float(g), 4) for c, g in zip("rgb", p["gain"])})
     row.update({f"offset_{c}": round(float(o), 4) for c, o in zip("rgb", p["offset"])})
     return row
-
-
-def _write_csv(path: Path, records):
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows(records)
 
 
 def table_rows(results: dict) -> list:
@@ -264,7 +256,7 @@ def write_table(results: dict, xp: CrossPose, directory, name="crosspose") -> st
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rows = table_rows(results)
-    _write_csv(directory / f"{name}.csv", rows)
+    write_records(directory / f"{name}.csv", rows)
     s = xp.settings
     md = (f"Real cross-pose test on {s['dataset']}: {xp.summary()}. Scores on texels seen in the reference and "
           f"hidden in the turned map, after per-pair colour normalisation ({s['colour_fit']}).\n\n"

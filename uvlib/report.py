@@ -26,7 +26,7 @@ def evaluate_methods(methods: dict, bench: Benchmark, out_dir, stage: str, seed:
     for name, fn in methods.items():
         summary, records = score(fn, bench, device=device, progress=progress, desc=f"scoring {name}")
         results[name] = {"params": method_params.get(name, {}), "scores": summary}
-        _write_records(out_dir / f"scores-{name}.csv", records)
+        write_records(out_dir / f"scores-{name}.csv", records)
         showcase[name] = complete_cases(fn, bench, show, device=device).numpy()
     target, _, _, known = bench.case(show)
     np.savez_compressed(out_dir / "showcase.npz", cases=show, target=target.numpy(), known=known.numpy(),
@@ -35,7 +35,8 @@ def evaluate_methods(methods: dict, bench: Benchmark, out_dir, stage: str, seed:
     return results
 
 
-def _write_records(path: Path, records):
+def write_records(path: Path, records):
+    """One CSV row per record (the first record's keys are the columns)."""
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(records[0]))
         writer.writeheader()
@@ -71,7 +72,7 @@ def write_table(rows, directory, name="results"):
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if rows:
-        _write_records(directory / f"{name}.csv", rows)
+        write_records(directory / f"{name}.csv", rows)
     md = markdown_table(rows)
     (directory / f"{name}.md").write_text(md + "\n")
     return md
