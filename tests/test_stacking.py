@@ -124,6 +124,19 @@ def test_each_fold_pca_is_fitted_without_its_fold(pca):
     assert cross_fit.describe()["fold_sizes"] == torch.bincount(cross_fit.fold).tolist()
 
 
+def test_a_fold_left_with_few_maps_gets_fewer_components_not_an_error(pca):
+    """One long clip (16 of 20 maps) in one fold: the PCA fitted without it sees at most 4 maps, fewer than its
+    6 components."""
+    uv, observed, rows = maps(20, 0, "train")
+    rows = [{**r, "group": "clip" if i < 16 else f"still{i}"} for i, r in enumerate(rows)]
+    big = MaskedPCA(6, max_iter=5).fit(uv, observed, atlas(), progress=False)
+    with pytest.warns(UserWarning, match="maps outside it, so its PCA has"):
+        cross_fit = CrossFittedPCA(big, uv, observed, rows, folds=2, seed=0).fit(progress=False)
+    clip_fold = int(cross_fit.fold[0])
+    assert cross_fit.pcas[clip_fold].config.n_components == int((cross_fit.fold != clip_fold).sum()) < 6
+    assert cross_fit.pcas[1 - clip_fold].config.n_components == 6
+
+
 # ------------------------------------------------------------------------------- stacked stages
 
 def test_cascade_learns_from_fills_of_pcas_that_never_saw_the_map(pca, tmp_path, monkeypatch):

@@ -72,7 +72,11 @@ class CrossFittedPCA:
             self.pcas = []
             for f in range(self.folds):
                 rest = self.fold != f
-                pca = MaskedPCA(self.config.n_components, **options)
+                components = min(self.config.n_components, int(rest.sum()))
+                if components < self.config.n_components:   # a few big clips can leave a fold's rest small
+                    warnings.warn(f"cross-fitting fold {f}: only {components} maps outside it, so its PCA has "
+                                  f"{components} components instead of {self.config.n_components}")
+                pca = MaskedPCA(components, **options)
                 self.pcas.append(pca.fit(self.uv[rest].to(device), self.observed[rest].to(device), atlas,
                                          progress=progress).to("cpu"))
         return self
