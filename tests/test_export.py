@@ -1,6 +1,5 @@
 """`uvlib complete --export obj,glb`: the written files, read back raw (not through trimesh, which flips V both
 ways) and through trimesh into uvlib's renderer, against the turntable."""
-import argparse
 import json
 import struct
 from io import BytesIO
@@ -13,7 +12,8 @@ from PIL import Image
 from scipy import ndimage
 
 from uvlib.baselines import MeanFace
-from uvlib.complete import add_parser, complete_uv
+from test_complete import run_cli
+from uvlib.complete import complete_uv
 from uvlib.export import (CAMERA_AXES, export_face, face_texture, load_exported, mesh_vertices, parse_formats,
                           render_exported)
 from uvlib.facefit import estimate_pose
@@ -195,13 +195,6 @@ def model_file(tmp_path_factory, mean_face):
     path = tmp_path_factory.mktemp("stage") / "model-mean.pt"
     save_model(path, "mean_face", S, {}, mean_face.state_dict())
     return path
-
-
-def run_cli(argv):
-    parser = argparse.ArgumentParser(prog="uvlib")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    args.run(args)
 
 
 def test_complete_exports_obj_and_glb_per_face(model_file, face_photo, tmp_path):
