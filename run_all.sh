@@ -13,4 +13,4 @@ if [ ! -f "$params" ]; then
   exit 2
 fi
 source scripts/ensure_env.sh
-exec python -m uvlib.study "$params" "${@:2}"
+exec python -m uvlib.study.runner "$params" "${@:2}"

@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from uvlib.dataset import open_dataset
-from uvlib.evaluation import load_benchmark, score
-from uvlib.fit_autoencoder import fit_autoencoder
+from uvlib.data.dataset import open_dataset
+from uvlib.protocol.cases import load_benchmark, score
+from uvlib.train.autoencoder import fit_autoencoder
 from uvlib.models.autoencoder import LinearAutoencoder
 from uvlib.models.pca import MaskedPCA
 

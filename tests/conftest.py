@@ -20,7 +20,7 @@ def face_rgb(face_photo) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def fitter():
-    from uvlib.facefit import FaceFitter
+    from uvlib.data.facefit import FaceFitter
     f = FaceFitter()
     yield f
     f.close()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from uvlib.fit_autoencoder import fit_autoencoder, masked_mse
+from uvlib.train.autoencoder import fit_autoencoder
 from uvlib.models.autoencoder import ARCHITECTURES, FCAutoencoder, LinearAutoencoder
 
 S = 8
@@ -38,15 +38,6 @@ def test_fc_layers_mirror_the_encoder():
     model = FCAutoencoder(make_atlas(), (16, 8, 4))
     widths = [layer.out_features for layer in model.net if isinstance(layer, torch.nn.Linear)]
     assert widths == [16, 8, 4, 8, 16, model.dim] and model.dim == 3 * (S * S - 2)
-
-
-def test_masked_mse_ignores_unobserved_targets():
-    pred, target = torch.rand(2, 3, S, S), torch.rand(2, 3, S, S)
-    weight = (torch.rand(2, 1, S, S) > 0.5).float()
-    changed = target + (1 - weight) * 100
-    assert torch.equal(masked_mse(pred, target, weight), masked_mse(pred, changed, weight))
-    expected = ((pred - target) ** 2 * weight).sum() / (3 * weight.sum())
-    assert torch.allclose(masked_mse(pred, target, weight), expected)
 
 
 def test_training_reduces_loss_and_is_seeded():

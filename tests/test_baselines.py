@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from uvlib.baselines import MeanFace, OpenCVInpaint, SymmetryFill, make_baselines
+from uvlib.protocol.baselines import OpenCVInpaint, SymmetryFill, make_baselines
+
+from uvlib.models.mean_face import MeanFace
 
 
 def hand_made_observations():

@@ -1,14 +1,16 @@
 import pytest
 import torch
 
-from uvlib.losses import InpaintingLoss
+from uvlib.train.losses import InpaintingLoss
 from uvlib.models import registry
-from uvlib.models.blend import BlendedPCAPConv, BlendNet, BlendStage
-from uvlib.models.cascade import CascadeStage, CascadeThenGAN, PCAPConvCascade
+from uvlib.models.blend import BlendedPCAPConv, BlendNet
+from uvlib.train.trainers import BlendTrainer
+from uvlib.models.cascade import CascadeThenGAN, PCAPConvCascade
+from uvlib.train.trainers import CascadeTrainer
 from uvlib.models.gan import Generator, GeneratorConfig
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
-from uvlib.training import TrainConfig, train
+from uvlib.train.loop import TrainConfig, train
 
 S = 16
 
@@ -72,7 +74,7 @@ def round_trip(tmp_path, kind, model):
 
 def trained_cascade(pca, tmp_path):
     cascade = PCAPConvCascade(pca, make_pconv())
-    stage = CascadeStage(cascade, InpaintingLoss({"perceptual": 0.0, "style": 0.0}), 1e-3, atlas=atlas())
+    stage = CascadeTrainer(cascade, InpaintingLoss({"perceptual": 0.0, "style": 0.0}), 1e-3, atlas=atlas())
     last = train(stage, random_batch, config(tmp_path, "cascade"))
     return cascade, last
 
@@ -144,7 +146,7 @@ def test_blend_stage_trains_only_the_blend_and_round_trips(pca, tmp_path):
     model = BlendedPCAPConv(pca, make_pconv(extra=False), BlendNet(hidden=4))
     pconv_before, blend_before = params(model.pconv), params(model.blend)
     batch = random_batch(0)
-    stage = BlendStage(model, atlas(), lr=1e-2)
+    stage = BlendTrainer(model, atlas(), lr=1e-2)
     last = train(stage, random_batch, config(tmp_path, "blend"), sample_fn=lambda st, step: st.sample(batch))
     assert {"total", "hole", "known", "lr"} <= set(last) and last["total"] > 0
     assert changed(blend_before, model.blend) and not changed(pconv_before, model.pconv)

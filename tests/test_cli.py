@@ -7,10 +7,10 @@ import pathlib
 import pytest
 import torch
 
-from uvlib.baselines import MeanFace
-from uvlib.cli import main
-from uvlib.dataset import FORMAT, INDEX_FIELDS, VERSION
-from uvlib.mesh import uv_atlas
+from uvlib.models.mean_face import MeanFace
+from uvlib.app.cli import main
+from uvlib.data.dataset import FORMAT, INDEX_FIELDS, VERSION
+from uvlib.geometry.mesh import uv_atlas
 from uvlib.models.registry import save_model
 
 NOT_WRITABLE = "/sys/uvlib-test-out"     # mkdir fails there for root too
@@ -105,7 +105,7 @@ def test_complete_says_so_when_an_image_cannot_be_written(files, tmp_path, capsy
 
 
 def test_complete_refuses_two_photos_that_would_share_their_outputs(files, tmp_path):
-    from uvlib.complete import complete_photos
+    from uvlib.app.complete import complete_photos
     (tmp_path / "other").mkdir()
     twin = tmp_path / "other" / "face.jpg"
     twin.write_bytes(files["photo"].read_bytes())
@@ -134,8 +134,8 @@ class RunsAShellCommand(WritesAFile):
 
 @pytest.mark.parametrize("payload", [WritesAFile, RunsAShellCommand])
 def test_a_crafted_model_file_is_refused_and_runs_nothing(files, tmp_path, capsys, payload):
-    from uvlib.experiments import _saved
-    from uvlib.runs import stage_dir
+    from uvlib.study.recipes import _saved
+    from uvlib.protocol.runs import stage_dir
     marker = tmp_path / "pwned"
     stage = tmp_path / "run" / "01_pca"
     stage.mkdir(parents=True)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from uvlib.baselines import MeanFace
-from uvlib.cli import main
-from uvlib.crosspose import apply_colour, build_pairs, candidate_pairs, fit_colour, score_pairs, table_rows
-from uvlib.dataset import FORMAT, INDEX_FIELDS, VERSION, DatasetError, open_dataset
-from uvlib.metrics import PSNR_CAP_DB
+from uvlib.models.mean_face import MeanFace
+from uvlib.app.cli import main
+from uvlib.protocol.crosspose import apply_colour, build_pairs, candidate_pairs, fit_colour, score_pairs, table_rows
+from uvlib.data.dataset import FORMAT, INDEX_FIELDS, VERSION, DatasetError, open_dataset
+from uvlib.protocol.metrics import PSNR_CAP_DB
 from uvlib.models.registry import save_model
 
 SIZE = 32

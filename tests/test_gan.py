@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from uvlib.models import registry
-from uvlib.models.gan import GANStage, Generator, GeneratorConfig, PatchDiscriminator, discriminator_input
-from uvlib.training import TrainConfig, checkpoint_paths, train
+from uvlib.models.gan import Generator, GeneratorConfig, PatchDiscriminator
+from uvlib.train.trainers import GANTrainer, discriminator_input
+from uvlib.train.loop import TrainConfig, checkpoint_paths, train
 
 S = 16
 
@@ -22,7 +23,7 @@ def atlas():
 def make_stage(**kw):
     torch.manual_seed(0)
     generator = Generator(GeneratorConfig(uv_size=S, base_width=4, bottleneck=16))
-    return GANStage(generator, PatchDiscriminator(S, base_width=4), atlas(), **kw)
+    return GANTrainer(generator, PatchDiscriminator(S, base_width=4), atlas(), **kw)
 
 
 def random_batch(step):
@@ -87,9 +88,9 @@ def test_bad_configs_raise():
                                                             torch.zeros(1, 3, S, S))
     generator = Generator(GeneratorConfig(uv_size=S, base_width=4))
     with pytest.raises(ValueError, match="atlas"):
-        GANStage(generator, PatchDiscriminator(S, 4), torch.ones(8, 8))
+        GANTrainer(generator, PatchDiscriminator(S, 4), torch.ones(8, 8))
     with pytest.raises(ValueError, match="in_channels=4"):
-        GANStage(generator, PatchDiscriminator(S, 4, in_channels=3), atlas())
+        GANTrainer(generator, PatchDiscriminator(S, 4, in_channels=3), atlas())
 
 
 def test_discriminator_sees_real_and_fake_through_the_same_mask():

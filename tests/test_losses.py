@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from uvlib.losses import InpaintingLoss, gram_matrix
+from uvlib.train.losses import InpaintingLoss, gram_matrix
 from uvlib.models.vgg import VGG16Features, load_feature_net
 
 NO_FEATURES = {"perceptual": 0.0, "style": 0.0}

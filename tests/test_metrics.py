@@ -6,7 +6,9 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
-from uvlib.metrics import PSNR_CAP_DB, _gaussian_blur, aggregate, composite, hole_scores, size_bin_of, ssim_map
+from uvlib.protocol.metrics import PSNR_CAP_DB, _gaussian_blur, aggregate, hole_scores, size_bin_of, ssim_map
+
+from uvlib.ops import composite
 
 
 def tiny_case():

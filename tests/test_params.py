@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from uvlib.params import PROJECT_ROOT, ProfileError, declared_parameters, load_profile
+from uvlib.study.params import PROJECT_ROOT, ProfileError, declared_parameters, load_profile
 
 
 def write(tmp_path, text):

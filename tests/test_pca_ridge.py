@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from uvlib import evaluation
-from uvlib.evaluation import Benchmark, score
+from uvlib.protocol import cases as evaluation
+from uvlib.protocol.cases import Benchmark, score
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.registry import load_model, save_model
-from uvlib.pca_ridge import choose_ridge
+from uvlib.train.pca_ridge import choose_ridge
 
 S = 16
 

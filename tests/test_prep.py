@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from uvlib.cli import main
-from uvlib.dataset import DatasetError, open_dataset, read_manifest
-from uvlib.photo import PhotoError, read_photo
-from uvlib.prep import PrepConfig, parse_shard, prepare
-from uvlib.sources import folder_photos
+from uvlib.app.cli import main
+from uvlib.data.dataset import DatasetError, open_dataset, read_manifest
+from uvlib.data.photo import PhotoError, read_photo
+from uvlib.data.prep import PrepConfig, parse_shard, prepare
+from uvlib.data.sources import folder_photos
 
 
 def small_face(face_rgb, fitter, side):
@@ -221,7 +221,7 @@ def test_a_record_cut_by_a_kill_does_not_swallow_the_next_one(face_jpg, tmp_path
 
 
 def test_finalize_cross_checks_one_record_per_listed_photo(face_jpg, tmp_path):
-    from uvlib.dataset import finalize
+    from uvlib.data.dataset import finalize
     src = tmp_path / "photos"
     src.mkdir()
     (src / "a.jpg").write_bytes(face_jpg)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from uvlib.raster import rasterize
+from uvlib.geometry.raster import rasterize
 
 
 def test_single_triangle_covers_the_pixels_whose_centres_are_inside():

@@ -4,8 +4,8 @@ import torch
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from uvlib.facefit import canonical_in_camera_axes
-from uvlib.render import render, save_gif, turntable, views_strip
+from uvlib.geometry.pose import canonical_in_camera_axes
+from uvlib.geometry.render import render, save_gif, turntable, views_strip
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
 

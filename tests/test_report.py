@@ -4,12 +4,12 @@ import json
 import pytest
 import torch
 
-from uvlib.baselines import MeanFace
+from uvlib.models.mean_face import MeanFace
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.registry import load_model, load_stage_models, save_model
-from uvlib.report import markdown_table, table_rows, write_table
-from uvlib.runs import MissingStageError, collect_metrics, read_metrics, require, write_metrics
+from uvlib.protocol.report import markdown_table, table_rows, write_table
+from uvlib.protocol.runs import MissingStageError, collect_metrics, read_metrics, require, write_metrics
 
 
 def tiny_maps(n=6, size=16, seed=0):
@@ -82,7 +82,7 @@ def test_metrics_json_table_and_missing_stages(tmp_path):
 
 
 def test_best_stage_models_picks_the_best_method_that_has_a_model_file(tmp_path):
-    from uvlib.faces3d import best_stage_models
+    from uvlib.study.faces3d import best_stage_models
     (tmp_path / "04_x").mkdir()
     (tmp_path / "04_x" / "model-b.pt").write_bytes(b"")
     metrics = {"04_x": {"methods": {"a": {"scores": scores(30.0)}, "b": {"scores": scores(25.0)},

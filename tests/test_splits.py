@@ -4,8 +4,8 @@ from collections import defaultdict
 
 import pytest
 
-from uvlib.dataset import SPLITS, assign_splits, group_draw
-from uvlib.sources import DEMO_PHOTOS, demo_photos, folder_photos, grouping, read_identities, resolve_source
+from uvlib.data.dataset import SPLITS, assign_splits, group_draw
+from uvlib.data.sources import DEMO_PHOTOS, demo_photos, folder_photos, grouping, read_identities, resolve_source
 
 
 def records(n_groups, per_group, offset=0, fixed=""):

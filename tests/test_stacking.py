@@ -1,6 +1,6 @@
 """Stacked stages learn from earlier stages' outputs on maps those stages never saw; runs are never mixed up.
 
-Stage recipes (uvlib.experiments) on a tiny in-memory StageContext: 20 training maps (two faces per photo),
+Stage recipes (uvlib.study.recipes) on a tiny in-memory StageContext: 20 training maps (two faces per photo),
 6 validation maps, box holes.
 """
 from types import SimpleNamespace
@@ -8,17 +8,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from uvlib.crossfit import CrossFittedPCA, FoldedBatches, group_folds
-from uvlib.experiments import GANSpec, PConvSpec, stacking_record, train_blend, train_gan, train_pconv
-from uvlib.holes import HoleSampler, TrainingBatches
-from uvlib.losses import composite
+from uvlib.train.crossfit import CrossFittedPCA, FoldedBatches, group_folds
+from uvlib.study.recipes import GANSpec, PConvSpec, stacking_record, train_blend, train_gan, train_pconv
+from uvlib.train.batches import HoleSampler, TrainingBatches
+from uvlib.ops import composite
 from uvlib.models.blend import BlendedPCAPConv
-from uvlib.models.cascade import CascadeStage, PCAPConvCascade
+from uvlib.models.cascade import PCAPConvCascade
+from uvlib.train.trainers import CascadeTrainer
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.registry import load_model
-from uvlib.provenance import state_digest
-from uvlib.stage import StageContext
+from uvlib.train.provenance import state_digest
+from uvlib.study.context import StageContext
 
 S = 16
 
@@ -142,14 +143,14 @@ def test_a_fold_left_with_few_maps_gets_fewer_components_not_an_error(pca):
 def test_cascade_learns_from_fills_of_pcas_that_never_saw_the_map(pca, tmp_path, monkeypatch):
     ctx = make_ctx(tmp_path)
     cross_fit = CrossFittedPCA(pca, ctx.train_uv, ctx.train_observed, ctx.train_rows, folds=4, seed=0)
-    used, extra = [], CascadeStage.extra
+    used, extra = [], CascadeTrainer.extra
 
     def recorded(self, uv_in, known, batch):
         fill = extra(self, uv_in, known, batch)
         used.append((uv_in, known, fill))
         return fill
 
-    monkeypatch.setattr(CascadeStage, "extra", recorded)
+    monkeypatch.setattr(CascadeTrainer, "extra", recorded)
     train_pconv(ctx, spec(), 2, pca=pca, cross_fit=cross_fit)
     assert used
     in_sample_error = out_of_fold_error = 0.0

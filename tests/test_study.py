@@ -1,7 +1,7 @@
 """The study runner behind run_all.sh: profile checked first, one line per failure, coalesced progress bars."""
 import nbformat
 
-from uvlib.study import execute, main
+from uvlib.study.runner import execute, main
 
 
 def test_a_bad_profile_stops_before_any_notebook_runs(tmp_path, capsys):

@@ -3,10 +3,11 @@ import csv
 import pytest
 import torch
 
-from uvlib.losses import InpaintingLoss
+from uvlib.train.losses import InpaintingLoss
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
-from uvlib.training import (PConvStage, TrainConfig, checkpoint_paths, resolve_device,
-                            resolve_runtime, seed_everything, train)
+from uvlib.train.loop import (TrainConfig, checkpoint_paths, resolve_device, resolve_runtime, seed_everything,
+                              train)
+from uvlib.train.trainers import PConvTrainer
 
 S = 16
 
@@ -19,7 +20,7 @@ def make_stage(lr=2e-3, fine_tune_after=None):
     loss = InpaintingLoss({"perceptual": 0.0, "style": 0.0})
     atlas = torch.ones(S, S)
     atlas[:, :2] = 0
-    return PConvStage(model, loss, lr, fine_tune_after, lr_fine_tune=5e-4, atlas=atlas)
+    return PConvTrainer(model, loss, lr, fine_tune_after, lr_fine_tune=5e-4, atlas=atlas)
 
 
 def random_batch(step):
@@ -86,12 +87,12 @@ def test_stage_with_extra_fill_trains(tmp_path):
     model = PConvUNet(PConvUNetConfig(uv_size=S, base_width=4, extra_channels=3,
                                       predict_residual_on_extra=True))
     mean_fill = lambda uv_in, known: torch.full_like(uv_in, 0.5)  # noqa: E731 (a PCA fill stand-in)
-    stage = PConvStage(model, InpaintingLoss({"perceptual": 0.0, "style": 0.0}), 1e-3,
+    stage = PConvTrainer(model, InpaintingLoss({"perceptual": 0.0, "style": 0.0}), 1e-3,
                        atlas=torch.ones(S, S), extra_fn=mean_fill)
     last = train(stage, random_batch, config(tmp_path, "extra", max_steps=3))
     assert last["step"] == 3 and last["lr"] == 1e-3 and last["total"] > 0
     with pytest.raises(ValueError, match="atlas"):
-        PConvStage(model, stage.loss, atlas=torch.ones(8, 8))
+        PConvTrainer(model, stage.loss, atlas=torch.ones(8, 8))
 
 
 class NaNStage:
@@ -122,7 +123,7 @@ def test_nan_loss_stops_naming_step_and_part(tmp_path):
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     cfg = config(tmp_path, "mix", max_steps=1)
     train(make_stage(), random_batch, cfg)
-    wider = PConvStage(PConvUNet(PConvUNetConfig(uv_size=S, base_width=8)),
+    wider = PConvTrainer(PConvUNet(PConvUNetConfig(uv_size=S, base_width=8)),
                        InpaintingLoss({"perceptual": 0.0, "style": 0.0}), atlas=torch.ones(S, S))
     with pytest.raises(ValueError, match="does not fit"):
         train(wider, random_batch, TrainConfig(**{**cfg.__dict__, "max_steps": 2}))

@@ -12,11 +12,10 @@ from dataclasses import asdict
 import torch
 import torch.nn as nn
 
-from uvlib.losses import composite
+from uvlib.ops import composite
 from uvlib.models.cascade import check_pca, eval_mode, load_pca
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
-from uvlib.training import Runtime
 
 RESIDUAL_SCALE = 0.1
 
@@ -93,66 +92,3 @@ class BlendedPCAPConv:
         return cls(load_pca(state["pca"], device), pconv.to(device).eval(), blend.to(device).eval())
 
 
-def masked_l1(pred, target, mask):
-    """Mean absolute error over the texels where mask (N,1,S,S) is 1, per texel and channel."""
-    return ((pred - target).abs() * mask).sum() / (mask.sum() * pred.shape[1]).clamp_min(1)
-
-
-class BlendStage:
-    """Trains only the BlendNet (Stage protocol of uvlib.training); the PCA and PConv are frozen.
-
-    Loss: L1 on the observed hole texels (the only ones with truth that the models had to guess)
-    plus known_weight * L1 on the observed known texels, all inside the atlas.
-    """
-
-    def __init__(self, blended: BlendedPCAPConv, atlas, lr=1e-3, known_weight=0.1):
-        s = blended.pconv.cfg.uv_size
-        if tuple(atlas.shape) != (s, s):
-            raise ValueError(f"atlas has shape {tuple(atlas.shape)}; pass ({s}, {s}) like the models' uv_size")
-        if known_weight < 0:
-            raise ValueError(f"known_weight={known_weight} must be >= 0")
-        self.blended, self.known_weight = blended, known_weight
-        self.atlas = atlas.float()
-        blended.pconv.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(blended.blend.parameters(), lr=lr)
-        self.runtime = Runtime(torch.device("cpu"), None, False)
-
-    def configure(self, runtime: Runtime):
-        self.runtime = runtime
-        self.blended.to(runtime.device)
-        self.atlas = self.atlas.to(runtime.device)
-
-    def inputs(self, batch):
-        known = batch["observed"] * (1 - batch["hole"]) * self.atlas
-        uv_in = batch["uv"] * known
-        return uv_in, known, self.blended.fills(uv_in, known)
-
-    def training_step(self, batch, step):
-        blend = self.blended.blend.train()
-        uv_in, known, (pca_fill, pconv_fill) = self.inputs(batch)
-        counted = batch["observed"] * self.atlas
-        with self.runtime.autocast():
-            pred = blend(pca_fill, pconv_fill, uv_in, known)
-        hole = masked_l1(pred, batch["uv"], counted * (1 - known))
-        on_known = masked_l1(pred, batch["uv"], counted * known)
-        total = hole + self.known_weight * on_known
-        if torch.isfinite(total):  # else train() stops; keep the weights clean
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.optimizer.step()
-        values = torch.stack([total, hole, on_known]).detach().tolist()
-        return {**dict(zip(["total", "hole", "known"], values)), "lr": self.optimizer.param_groups[0]["lr"]}
-
-    @torch.no_grad()
-    def sample(self, batch, limit=8):
-        """Grid rows [input, PCA, PConv, blend, truth] for save_grid / train's sample_fn."""
-        batch = self.runtime.to_device({k: v[:limit] for k, v in batch.items()})
-        uv_in, known, fills = self.inputs(batch)
-        return [uv_in, *fills, self.blended(uv_in, known), batch["uv"]]
-
-    def state_dict(self):
-        return {"blend": self.blended.blend.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state):
-        self.blended.blend.load_state_dict(state["blend"])
-        self.optimizer.load_state_dict(state["optimizer"])

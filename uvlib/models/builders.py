@@ -4,10 +4,10 @@ Each returns `fn(uv_in, known) -> uv_out` on `device`, in eval mode, without gra
 """
 import torch
 
-from ..baselines import MeanFace
-from .autoencoder import FCAutoencoder, LinearAutoencoder
-from .pca import MaskedPCA
-from .pconv import PConvUNet, PConvUNetConfig
+from uvlib.models.mean_face import MeanFace
+from uvlib.models.autoencoder import FCAutoencoder, LinearAutoencoder
+from uvlib.models.pca import MaskedPCA
+from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 
 
 def _no_grad(module):
@@ -51,22 +51,22 @@ def pconv(config, state, device):
 
 
 def pca_pconv(config, state, device):
-    from .cascade import PCAPConvCascade
+    from uvlib.models.cascade import PCAPConvCascade
     return PCAPConvCascade.from_state(config, state, device)
 
 
 def gan(config, state, device):
-    from .gan import Generator, GeneratorConfig
+    from uvlib.models.gan import Generator, GeneratorConfig
     model = Generator(GeneratorConfig(**config))
     model.load_state_dict(state)
     return _no_grad(model.to(device))
 
 
 def pca_pconv_gan(config, state, device):
-    from .cascade import CascadeThenGAN
+    from uvlib.models.cascade import CascadeThenGAN
     return CascadeThenGAN.from_state(config, state, device)
 
 
 def blend(config, state, device):
-    from .blend import BlendedPCAPConv
+    from uvlib.models.blend import BlendedPCAPConv
     return BlendedPCAPConv.from_state(config, state, device)

@@ -11,11 +11,10 @@ from dataclasses import asdict
 
 import torch
 
-from uvlib.losses import composite
+from uvlib.ops import composite
 from uvlib.models.gan import Generator, GeneratorConfig
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
-from uvlib.training import PConvStage
 
 
 @contextmanager
@@ -79,34 +78,6 @@ class PCAPConvCascade:
         pconv = PConvUNet(PConvUNetConfig(**config["pconv"]))
         pconv.load_state_dict(state["pconv"])
         return cls(load_pca(state["pca"], device), pconv.to(device).eval())
-
-
-class CascadeStage(PConvStage):
-    """PConvStage for the cascade: only the PConv trains; the fixed PCA fill is computed per batch
-    (without grad) as its extra input. Arguments after `cascade` are PConvStage's (loss, lr,
-    fine_tune_after, lr_fine_tune, atlas=...).
-
-    cross_fit (a fitted uvlib.crossfit.CrossFittedPCA): training fills come from the PCA of each map's
-    fold, which never saw that map (batches then carry 'fold'); without it they come from cascade.pca.
-    """
-
-    def __init__(self, cascade: PCAPConvCascade, loss, *args, cross_fit=None, **kwargs):
-        super().__init__(cascade.pconv, loss, *args, extra_fn=cascade.fill, **kwargs)
-        self.cascade, self.cross_fit = cascade, cross_fit
-
-    def configure(self, runtime):
-        super().configure(runtime)
-        self.cascade.pca.to(runtime.device)
-        if self.cross_fit is not None:
-            self.cross_fit.to(runtime.device)
-
-    def extra(self, uv_in, known, batch):
-        if self.cross_fit is None:
-            return super().extra(uv_in, known, batch)
-        if "fold" not in batch:
-            raise ValueError("a cross-fitted CascadeStage needs batches with 'fold'; draw them with "
-                             "uvlib.crossfit.FoldedBatches")
-        return self.cross_fit.fill(uv_in, known, batch["fold"])
 
 
 class CascadeThenGAN:

@@ -29,10 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from uvlib.fit_autoencoder import masked_mse
-from uvlib.losses import composite
+from uvlib.ops import composite
 from uvlib.models.pconv import check_inputs
-from uvlib.training import Runtime, sample_rows
 
 
 def _power_of_two(size, minimum, what):
@@ -129,106 +127,3 @@ class PatchDiscriminator(nn.Module):
         return self.net(x).float()
 
 
-def discriminator_input(uv, observed, atlas):
-    """What D sees of a map: its observed atlas texels and that region as a 4th channel."""
-    shown = observed * atlas
-    return torch.cat([uv * shown, shown], dim=1)
-
-
-def lsgan_loss(scores, target):
-    return (scores - target).square().mean()
-
-
-class GANStage:
-    """Trains a Generator against a PatchDiscriminator (Stage protocol of uvlib.training).
-
-    Batches: {"uv", "observed", "hole"}; the generator sees known = observed * (1 - hole) * atlas.
-    Per step: one discriminator update (LSGAN, real -> 1, composite fake -> 0), then one
-    generator update on pixel_weight * pixel + adv_weight * adversarial (fake -> 1).
-    extra_fn(uv_in, known) -> extra channels (stage 06: a PCAPConvCascade), run without grad and
-    moved with the stage when it has .to(device).
-    """
-
-    def __init__(self, generator: Generator, discriminator: PatchDiscriminator, atlas, lr=2e-4,
-                 betas=(0.5, 0.999), pixel_weight=0.999, adv_weight=0.001, hole_weight=1.0, extra_fn=None):
-        s = generator.cfg.uv_size
-        if tuple(atlas.shape) != (s, s):
-            raise ValueError(f"atlas has shape {tuple(atlas.shape)}; pass ({s}, {s}) like the generator's uv_size")
-        if discriminator.in_channels != 4 or discriminator.uv_size != s:
-            raise ValueError(f"discriminator is for in_channels={discriminator.in_channels}, uv_size="
-                             f"{discriminator.uv_size}; build PatchDiscriminator({s}, base_width, in_channels=4)")
-        if min(pixel_weight, adv_weight, hole_weight) < 0:
-            raise ValueError("pixel_weight, adv_weight and hole_weight must be >= 0")
-        if (extra_fn is None) != (generator.cfg.extra_channels == 0):
-            raise ValueError("extra_fn must be given iff the generator has extra_channels > 0")
-        self.generator, self.discriminator, self.extra_fn = generator, discriminator, extra_fn
-        self.atlas = atlas.float()
-        self.pixel_weight, self.adv_weight, self.hole_weight = pixel_weight, adv_weight, hole_weight
-        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
-        self.runtime = Runtime(torch.device("cpu"), None, False)
-
-    def configure(self, runtime: Runtime):
-        self.runtime = runtime
-        memory_format = torch.channels_last if runtime.channels_last else torch.preserve_format
-        self.generator.to(runtime.device, memory_format=memory_format)
-        self.discriminator.to(runtime.device, memory_format=memory_format)
-        self.atlas = self.atlas.to(runtime.device)
-        if hasattr(self.extra_fn, "to"):
-            self.extra_fn.to(runtime.device)
-
-    def inputs(self, batch):
-        known = batch["observed"] * (1 - batch["hole"]) * self.atlas
-        uv_in = batch["uv"] * known
-        extra = None
-        if self.extra_fn is not None:
-            with torch.no_grad():
-                extra = self.extra_fn(uv_in, known)
-        return uv_in, known, extra
-
-    def pixel_loss(self, pred, uv, known, observed):
-        weight = observed * self.atlas * (known + self.hole_weight * (1 - known))
-        return masked_mse(pred.float(), uv.float(), weight)
-
-    def training_step(self, batch, step):
-        self.generator.train()
-        self.discriminator.train()
-        uv, observed = batch["uv"], batch["observed"]
-        uv_in, known, extra = self.inputs(batch)
-        real_in = discriminator_input(uv, observed, self.atlas)
-        with self.runtime.autocast():
-            pred = self.generator(uv_in, known, extra)
-            fake_in = discriminator_input(composite(pred, uv, known), observed, self.atlas)
-            d_loss = 0.5 * (lsgan_loss(self.discriminator(real_in), 1.0) +
-                            lsgan_loss(self.discriminator(fake_in.detach()), 0.0))
-        self._update(self.opt_d, d_loss)
-
-        self.discriminator.requires_grad_(False)  # G's step needs grads through D, not of D
-        with self.runtime.autocast():
-            adv = lsgan_loss(self.discriminator(fake_in), 1.0)
-            pixel = self.pixel_loss(pred, uv, known, observed)
-            g_loss = self.pixel_weight * pixel + self.adv_weight * adv
-        self._update(self.opt_g, g_loss)
-        self.discriminator.requires_grad_(True)
-        values = torch.stack([g_loss, pixel, adv, d_loss]).detach().float().tolist()
-        return {**dict(zip(["g_total", "pixel", "adv", "d"], values)), "lr": self.opt_g.param_groups[0]["lr"]}
-
-    @staticmethod
-    def _update(optimizer, loss):
-        if torch.isfinite(loss):  # else train() stops; keep the weights clean
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-    def sample(self, batch, limit=8):
-        return sample_rows(self.generator, self.runtime, self.inputs, batch, limit)
-
-    def state_dict(self):
-        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
-
-    def load_state_dict(self, state):
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])

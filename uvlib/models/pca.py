@@ -249,7 +249,7 @@ class MaskedPCA:
         return self.components_ * scale
 
     def ridge(self):
-        """λ of the completion solve: config.ridge once chosen (uvlib.pca_ridge), else noise_ridge()."""
+        """λ of the completion solve: config.ridge once chosen (uvlib.train.pca_ridge), else noise_ridge()."""
         return self.noise_ridge() if self.config.ridge is None else float(self.config.ridge)
 
     def noise_ridge(self):

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from uvlib.ops import composite
+
 DENSE_ASPP_RATES = (3, 6, 12, 18, 24)
 DENSE_ASPP_LEVEL = 2
 
@@ -193,8 +195,7 @@ class PConvUNet(nn.Module):
     @torch.no_grad()
     def complete(self, uv_in, known, extra=None):
         """Completion function: prediction in the holes, the input where known."""
-        pred = self(uv_in, known, extra)
-        return known * uv_in + (1 - known) * pred
+        return composite(self(uv_in, known, extra), uv_in, known)
 
     def encoder_batchnorms(self):
         modules = list(self.encoder) + ([self.aspp] if self.aspp is not None else [])

@@ -1,0 +1,232 @@
+"""Training recipes of stages 03-07, shared by their notebooks: one spec in, one trained model file out.
+
+Each recipe trains with uvlib.train.loop.train in RUN/NN_stage/train/NAME/ (checkpoints, log.csv, loss plot,
+sample grids; a killed run resumes there), then saves RUN/NN_stage/model-NAME.pt for `uvlib complete`.
+
+The checkpoints and the model file store the run: spec, seed, which maps (a digest of their ids), the upstream
+models (a digest of their weights) and how stacked inputs were made. A model file made by this very run is
+reused; one made by another run is moved aside with its training folder (train/NAME.superseded-N), with one
+line naming the differing keys, and the run trains afresh.
+
+Stacked stages never learn from in-sample outputs of earlier stages: stage 04 trains its PConv on cross-fitted
+PCA fills (uvlib.train.crossfit); stages 06 and 07 train on the validation split, which stages 01-04 never fitted.
+"""
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from uvlib.train.crossfit import CrossFittedPCA, FoldedBatches
+from uvlib.train.batches import TrainingBatches
+from uvlib.train.losses import DEFAULT_WEIGHTS, InpaintingLoss
+from uvlib.models.blend import BlendedPCAPConv, BlendNet
+from uvlib.train.trainers import BlendTrainer
+from uvlib.models.cascade import CascadeThenGAN, PCAPConvCascade, load_pca
+from uvlib.train.trainers import CascadeTrainer
+from uvlib.models.gan import Generator, GeneratorConfig, PatchDiscriminator
+from uvlib.train.trainers import GANTrainer
+from uvlib.models.pca import MaskedPCA
+from uvlib.models.pconv import PConvUNet, PConvUNetConfig
+from uvlib.models.registry import load_model, read_model_file, save_model
+from uvlib.models.vgg import FEATURE_NETS, load_feature_net
+from uvlib.study.params import project_path
+from uvlib.study.context import StageContext
+from uvlib.train.provenance import data_record, held_out_record, reusable, state_digest, stored_run
+from uvlib.train.loop import TrainConfig, train
+from uvlib.train.trainers import PConvTrainer
+from uvlib.protocol.runs import require
+
+STACK_SPLIT = "val"  # stages 06 and 07 learn on earlier stages' outputs for this split, which they never fitted
+
+
+@dataclass
+class PConvSpec:
+    """One PConv training run. The original study's experiments are specs: loss-weight grid, dilated, subset."""
+    name: str = "pconv"
+    base_width: int = 32
+    dilated: bool = False
+    feature_net: str = "random_vgg16"      # vgg16 (needs vgg16_weights), random_vgg16, none
+    vgg16_weights: str = ""                # a torchvision vgg16 state dict on disk
+    loss_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    steps: int = 300                       # at lr
+    fine_tune_steps: int = 100             # then, encoder batch-norm frozen, at lr_fine_tune
+    lr: float = 2e-4
+    lr_fine_tune: float = 5e-5
+    batch_size: int = 16
+    train_subset: int = 0                  # 0 = all training maps; the original also tried 600
+    amp: str = "auto"                      # auto (bf16 on CUDA), bf16 (also fast on CPUs with AMX), off
+    channels_last: str = "auto"            # auto (on for CUDA), on, off
+
+    def __post_init__(self):
+        if self.feature_net not in FEATURE_NETS:
+            raise ValueError(f"feature_net {self.feature_net!r} is unknown; use one of {FEATURE_NETS}")
+        if self.steps < 1 or self.fine_tune_steps < 0 or self.batch_size < 1:
+            raise ValueError(f"spec {self.name}: steps >= 1, fine_tune_steps >= 0 and batch_size >= 1 are required")
+        if self.feature_net == "none":
+            self.loss_weights = {**self.loss_weights, "perceptual": 0.0, "style": 0.0}
+
+
+def _train_config(ctx: StageContext, name, max_steps, batch_size, checkpoint_every, run, amp="auto",
+                  channels_last="auto"):
+    return TrainConfig(max_steps=max_steps, batch_size=batch_size, checkpoint_every=checkpoint_every,
+                       sample_every=max(1, max_steps // 4), log_every=max(1, min(50, max_steps // 10)),
+                       seed=ctx.seed, device=str(ctx.device), out_dir=str(ctx.out_dir / "train" / name),
+                       amp=amp, channels_last=channels_last, progress=ctx.progress, run=run)
+
+
+def stacking_record(ctx: StageContext, *names) -> dict:
+    """{model name: how its stacked inputs were made}, read from the saved model files, for metrics.json."""
+    return {name: stored_run(ctx.out_dir / f"model-{name}.pt").get("stacking", {}) for name in names}
+
+
+def _subset(ctx: StageContext, subset):
+    """Index of the training maps a run uses: all (None), or a seeded subset of `subset` maps."""
+    if subset and subset < len(ctx.train_uv):
+        return torch.randperm(len(ctx.train_uv), generator=torch.Generator().manual_seed(ctx.seed))[:subset]
+    return None
+
+
+def inpainting_loss(spec: PConvSpec, seed) -> InpaintingLoss:
+    weights_path = project_path(spec.vgg16_weights) if spec.vgg16_weights else None
+    return InpaintingLoss(spec.loss_weights, load_feature_net(spec.feature_net, weights_path, seed))
+
+
+def train_pconv(ctx: StageContext, spec: PConvSpec, checkpoint_every=100, pca: MaskedPCA = None,
+                cross_fit: CrossFittedPCA = None):
+    """Stage 03 (pca=None): a PConvUNet. Stage 04: the PCA -> PConv residual cascade; its PConv learns on the
+    out-of-fold fills of `cross_fit` (built on ctx's training maps), the saved cascade completes with `pca`."""
+    if (pca is None) != (cross_fit is None):
+        raise ValueError("train_pconv: a cascade needs both pca (stage 01's, for test time) and cross_fit "
+                         "(a CrossFittedPCA of the training maps, for training fills)")
+    keep = _subset(ctx, spec.train_subset)
+    rows = ctx.train_rows if keep is None else [ctx.train_rows[i] for i in keep]
+    run = {"spec": asdict(spec), "data": data_record(rows, "train")}
+    if pca is not None:
+        run |= {"upstream": {"pca": state_digest(pca.state_dict())}, "stacking": cross_fit.describe()}
+    path = ctx.out_dir / f"model-{spec.name}.pt"
+    if reusable(ctx.out_dir / "train" / spec.name, path, run):
+        return load_model(path, ctx.device)[0]
+
+    cfg = PConvUNetConfig(uv_size=ctx.uv_size, base_width=spec.base_width, dilated=spec.dilated,
+                          extra_channels=3 if pca else 0, predict_residual_on_extra=pca is not None)
+    torch.manual_seed(ctx.seed)
+    model = PConvUNet(cfg)
+    loss = inpainting_loss(spec, ctx.seed)
+    args = dict(lr=spec.lr, fine_tune_after=spec.steps if spec.fine_tune_steps else None,
+                lr_fine_tune=spec.lr_fine_tune, atlas=ctx.atlas)
+    uv, observed = (ctx.train_uv, ctx.train_observed) if keep is None else (ctx.train_uv[keep], ctx.train_observed[keep])
+    if pca is None:
+        completer, trainer = model, PConvTrainer(model, loss, **args)
+        batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed)
+    else:
+        completer = PCAPConvCascade(pca, model)
+        trainer = CascadeTrainer(completer, loss, **args, cross_fit=cross_fit.fit(ctx.device, ctx.progress))
+        fold = cross_fit.fold if keep is None else cross_fit.fold[keep]
+        batches = FoldedBatches(uv, observed, fold, ctx.hole_sampler(), spec.batch_size, ctx.seed)
+    train_cfg = _train_config(ctx, spec.name, spec.steps + spec.fine_tune_steps, spec.batch_size, checkpoint_every,
+                              run, spec.amp, spec.channels_last)
+    train(trainer, batches, train_cfg, sample_fn=lambda st, step: st.sample(batches(0)))
+    model.eval()
+    if pca is None:
+        save_model(path, "pconv", ctx.uv_size, asdict(cfg), model.state_dict(), run)
+        return model.complete
+    config, state = completer.state()
+    save_model(path, "pca_pconv", ctx.uv_size, config, state, run)
+    return completer
+
+
+@dataclass
+class GANSpec:
+    name: str = "gan"
+    base_width: int = 32
+    epochs: tuple = (43, 53, 97)           # snapshot epochs (the original kept 43, 53 and 97)
+    batch_size: int = 16
+    lr: float = 2e-4
+    pixel_weight: float = 0.999
+    adv_weight: float = 0.001
+    amp: str = "auto"
+    channels_last: str = "auto"
+
+    def steps_per_epoch(self, n_train):
+        return max(1, n_train // self.batch_size)
+
+
+def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: PCAPConvCascade = None) -> dict:
+    """Stage 05 (cascade=None) on the training maps, or 06: refining the 04 cascade's completions of the
+    validation split (the cascade fitted its PCA and PConv on the training maps). Returns {snapshot: completion fn}."""
+    split = "train" if cascade is None else STACK_SPLIT
+    uv, observed, rows = ctx.maps(split)
+    run = {"spec": {k: v for k, v in asdict(spec).items() if k != "epochs"}, "data": data_record(rows, split)}
+    if cascade is not None:
+        run |= {"upstream": {"cascade": state_digest(cascade.state())},
+                "stacking": held_out_record(split, rows, "stage 04 cascade completions")}
+    torch.manual_seed(ctx.seed)
+    generator = Generator(GeneratorConfig(uv_size=ctx.uv_size, base_width=spec.base_width,
+                                          extra_channels=3 if cascade else 0,
+                                          predict_residual_on_extra=cascade is not None))
+    discriminator = PatchDiscriminator(ctx.uv_size, spec.base_width, in_channels=4)
+    trainer = GANTrainer(generator, discriminator, ctx.atlas, lr=spec.lr, pixel_weight=spec.pixel_weight,
+                     adv_weight=spec.adv_weight, extra_fn=cascade)
+    batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed)
+    per_epoch = spec.steps_per_epoch(len(uv))
+    snapshots = {}
+    for epoch in sorted(spec.epochs):
+        name = f"{spec.name}_ep{epoch}"
+        path = ctx.out_dir / f"model-{name}.pt"
+        if not reusable(ctx.out_dir / "train" / spec.name, path, {**run, "epoch": epoch},
+                        made_together=ctx.out_dir.glob(f"model-{spec.name}_ep*.pt")):
+            train(trainer, batches, _train_config(ctx, spec.name, epoch * per_epoch, spec.batch_size,
+                                                checkpoint_every, run, spec.amp, spec.channels_last),
+                  sample_fn=lambda st, step: st.sample(batches(0)))
+            generator.eval()
+            if cascade is None:
+                save_model(path, "gan", ctx.uv_size, asdict(generator.cfg), generator.state_dict(),
+                           {**run, "epoch": epoch})
+            else:
+                config, state = CascadeThenGAN(cascade, generator).state()
+                save_model(path, "pca_pconv_gan", ctx.uv_size, config, state, {**run, "epoch": epoch})
+        snapshots[name] = load_model(path, ctx.device)[0]
+    return snapshots
+
+
+def train_blend(ctx: StageContext, pca: MaskedPCA, pconv: PConvUNet, name="blend", steps=200, batch_size=16,
+                lr=1e-3, hidden=32, checkpoint_every=100):
+    """Stage 07: a small net learns a per-pixel blend (and residual) of a PCA and a PConv, on observed texels of
+    the validation split (the PCA and the PConv were fitted on the training maps)."""
+    uv, observed, rows = ctx.maps(STACK_SPLIT)
+    run = {"spec": {"steps": steps, "batch_size": batch_size, "lr": lr, "hidden": hidden},
+           "data": data_record(rows, STACK_SPLIT),
+           "upstream": {"pca": state_digest(pca.state_dict()), "pconv": state_digest(pconv.state_dict())},
+           "stacking": held_out_record(STACK_SPLIT, rows, "stage 01 PCA and stage 03 PConv completions")}
+    path = ctx.out_dir / f"model-{name}.pt"
+    if reusable(ctx.out_dir / "train" / name, path, run):
+        return load_model(path, ctx.device)[0]
+    torch.manual_seed(ctx.seed)
+    blended = BlendedPCAPConv(pca, pconv, BlendNet(hidden))
+    trainer = BlendTrainer(blended, ctx.atlas, lr=lr)
+    batches = TrainingBatches(uv, observed, ctx.hole_sampler(), batch_size, ctx.seed)
+    train(trainer, batches, _train_config(ctx, name, steps, batch_size, checkpoint_every, run),
+          sample_fn=lambda st, step: st.sample(batches(0)))
+    config, state = blended.state()
+    save_model(path, "blend", ctx.uv_size, config, state, run)
+    return blended
+
+
+def _saved(ctx: StageContext, stage: str, name: str) -> dict:
+    return read_model_file(require(ctx.out_dir.parent, stage, f"model-{name}.pt"))
+
+
+def earlier_pca(ctx: StageContext, k: int) -> MaskedPCA:
+    """Stage 01's masked PCA with k components, or a one-line error naming the stage to run."""
+    return load_pca(_saved(ctx, "01_pca", f"masked_pca_k{k}")["state"], ctx.device)
+
+
+def earlier_pconv(ctx: StageContext, name: str) -> PConvUNet:
+    saved = _saved(ctx, "03_pconv", name)
+    model = PConvUNet(PConvUNetConfig(**saved["config"]))
+    model.load_state_dict(saved["state"])
+    return model.to(ctx.device).eval()
+
+
+def earlier_cascade(ctx: StageContext, name: str) -> PCAPConvCascade:
+    saved = _saved(ctx, "04_pca_pconv_cascade", name)
+    return PCAPConvCascade.from_state(saved["config"], saved["state"], ctx.device)
