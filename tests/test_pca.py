@@ -127,3 +127,14 @@ def test_completion_uses_the_chosen_ridge_and_shares_work_across_ridges(fitted):
     at_noise, at_half = pca.complete_with_ridges(uv * observed, observed, [pca.noise_ridge(), 0.5])
     assert torch.equal(at_noise, pca.complete(uv * observed, observed))
     assert torch.equal(at_half, chosen.complete(uv * observed, observed)) and not torch.equal(at_half, at_noise)
+
+
+def test_uint8_maps_as_stored_fit_exactly_as_their_floats():
+    g = torch.Generator().manual_seed(4)
+    stored = torch.randint(0, 256, (20, 3, S, S), generator=g, dtype=torch.uint8)
+    observed = random_mask(20, 0.3).to(torch.uint8)
+    as_floats = MaskedPCA(3, max_iter=5, tol=0).fit(stored.float().div(255), observed.float(), make_atlas(),
+                                                     progress=False)
+    as_stored = MaskedPCA(3, max_iter=5, tol=0).fit(stored, observed, make_atlas(), progress=False)
+    assert torch.equal(as_stored.components_, as_floats.components_) and torch.equal(as_stored.mean_, as_floats.mean_)
+    assert as_stored.history == as_floats.history

@@ -7,16 +7,20 @@
       summary.json          status and reason counts over all photos
       atlas.png             the UV atlas mask
       uv/ID.png  vis/ID.png  mesh/ID.npy   texture, visibility mask, fitted image-space mesh (468 x 3)
+      shards/               the same maps as uint8 arrays per split, read lazily (uvlib.data.shards)
 """
 import csv
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from uvlib.data.shards import MapReader, build_shards, open_shards, stamp
 
 FORMAT = "uvface-dataset"
 VERSION = 2   # 2: split groups hashed, no texels outside the photo, unique escaped ids, checksums in the manifest
@@ -110,8 +114,9 @@ def assign_splits(records, seed, fractions=(0.8, 0.1, 0.1)) -> dict:
     return split
 
 
-def finalize(root: Path, listed=()) -> dict:
-    """Merge the shard manifests into index.csv and summary.json; returns the summary.
+def finalize(root: Path, listed=(), progress=False) -> dict:
+    """Merge the shard manifests into index.csv and summary.json, and (re)build each split's uint8 map shards;
+    returns the summary.
 
     listed: the keys of every photo of the source, each of which must have exactly one record.
     """
@@ -144,6 +149,10 @@ def finalize(root: Path, listed=()) -> dict:
                "faces_per_split": {s: sum(row["split"] == s for row in rows) for s in SPLITS},
                "groups_per_split": {s: len({row["group"] for row in rows if row["split"] == s}) for s in SPLITS}}
     write_json(root / "summary.json", summary)
+    ds = open_dataset(root)
+    for s in SPLITS:
+        if ds.split_rows(s):
+            ds.maps(s, progress=progress)
     return summary
 
 
@@ -174,14 +183,37 @@ class Dataset:
 
     def load(self, split: str, limit=None):
         """(uv (N,3,S,S) in [0,1], observed (N,1,S,S), rows) of one split, in index order."""
+        rows = self._rows_to_load(split, limit)
+        uv, observed = self.maps(split).tensors(slice(0, len(rows)))
+        return uv, observed, rows
+
+    def load_visible(self, split: str, limit=None) -> np.ndarray:
+        """(N,S,S) bool visibility of one split's maps, in index order; no colour is read."""
+        return self.maps(split).visible(slice(0, len(self._rows_to_load(split, limit))))
+
+    def maps(self, split: str, progress=None) -> MapReader:
+        """A lazy reader of the whole split (uvlib.data.shards.MapReader): its uint8 shards, built here when they
+        are missing or were built from other ids or files (a bar shows for 2,048 maps or more, unless progress
+        says otherwise), or, with one line on stderr, the PNGs themselves when the shards cannot be written."""
+        ids = [r["id"] for r in self.split_rows(split)]
+        stamps = [stamp(self.root / "uv" / f"{i}.png", self.root / "vis" / f"{i}.png") for i in ids]
+        folder = self.root / "shards"
+        shards = open_shards(folder, split, ids, stamps, self.uv_size)
+        if shards is not None:
+            return shards
+        try:
+            return build_shards(folder, split, ids, stamps, self.uv_size, lambda i: self.item(ids[i]),
+                                progress=len(ids) >= 2048 if progress is None else progress)
+        except OSError as e:
+            print(f"cannot write the map shards of split {split!r} into {folder} ({e}); reading the PNGs instead",
+                  file=sys.stderr)
+            return PngMaps(self, ids)
+
+    def _rows_to_load(self, split, limit):
         rows = self.split_rows(split)[:limit]
         if not rows:
             raise DatasetError(f"split {split!r} of {self.root} has no faces; prepare more photos")
-        uv = np.stack([self._read("uv", r["id"]) for r in rows])
-        vis = np.stack([self._read("vis", r["id"]) for r in rows])
-        uv = torch.from_numpy(uv).permute(0, 3, 1, 2).float().div_(255)
-        observed = torch.from_numpy(vis > 127).float().unsqueeze(1)
-        return uv, observed, rows
+        return rows
 
     def item(self, item_id: str):
         """(texture (S,S,3) uint8, visible (S,S) bool) of one face."""
@@ -208,6 +240,31 @@ class Dataset:
             problem = f"has shape {array.shape}, not {shape}"
         raise DatasetError(f"{path} {problem}; re-run `uvlib prep {self.info.get('source') or 'SOURCE'} {self.root}`, "
                            f"which redoes damaged files")
+
+
+class PngMaps(MapReader):
+    """A split's maps decoded from their PNGs at every read: the reader where no shards can be written."""
+
+    def __init__(self, ds: Dataset, ids: list):
+        self.ds, self.ids = ds, ids
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, idx):
+        rows = self._rows(idx)
+        size = self.ds.uv_size
+        uv, visible = np.empty((len(rows), size, size, 3), np.uint8), np.empty((len(rows), size, size), bool)
+        for j, i in enumerate(rows):
+            uv[j], visible[j] = self.ds.item(self.ids[i])
+        return uv, visible
+
+    def visible(self, idx) -> np.ndarray:
+        rows = self._rows(idx)
+        visible = np.empty((len(rows), self.ds.uv_size, self.ds.uv_size), bool)
+        for j, i in enumerate(rows):
+            visible[j] = self.ds._read("vis", self.ids[i]) > 127
+        return visible
 
 
 def open_dataset(root) -> Dataset:

@@ -243,5 +243,5 @@ def prepare(photos, out, cfg: PrepConfig = PrepConfig(), source_name="", progres
                 pool.terminate()
     (out / f"shard-{i}-of-{n}.done").touch()
     if all((out / f"shard-{k}-of-{n}.done").exists() for k in range(n)):
-        counts["dataset"] = finalize(out, [p.key for p in photos])
+        counts["dataset"] = finalize(out, [p.key for p in photos], progress=progress)
     return counts

@@ -6,6 +6,11 @@ matrix (warm-started from the previous iteration's subspace) and replaces only t
 entries by their rank-k reconstruction; the mean is re-estimated from the filled data, as EM does.
 Completion is the probabilistic-PCA posterior mean given the visible texels of one image, so
 components with little variance are shrunk rather than over-fitted.
+
+Memory: the fit keeps one (N, 3·T) float32 matrix of the T atlas texels on the maps' device (N = 10,000 maps
+at 256 x 256 is about 5 GB); it takes the maps as stored, uint8, so the input costs a quarter of float maps.
+Data larger than that are fitted on a seeded random subset of the maps (uvlib.data.shards.sample_rows,
+notebook 01's pca_fit_maps), read from the dataset's uint8 shards.
 """
 
 from dataclasses import asdict, dataclass
@@ -43,9 +48,13 @@ def atlas_index(atlas):
 
 
 def gather_atlas(uv, mask, index):
-    """Maps -> (N, 3*T) data matrix and (N, T) bool mask over the T atlas texels."""
+    """Maps -> (N, 3*T) float32 data matrix and (N, T) bool mask over the T atlas texels.
+
+    uint8 maps (0-255, as the dataset stores them) give exactly the floats of Dataset.load (u / 255).
+    """
     n = uv.shape[0]
     x = uv.reshape(n, 3, -1)[:, :, index].reshape(n, -1)
+    x = x.float().div_(255) if x.dtype == torch.uint8 else x
     m = (mask.reshape(n, -1) > 0.5)[:, index]
     return x, m
 
@@ -93,14 +102,15 @@ class MaskedPCA:
     # ----------------------------------------------------------------------------- fitting
 
     def fit(self, uv, observed, atlas, progress=True):
-        """Fit on maps uv (N,3,S,S) whose texels are known where observed (N,1,S,S) is 1."""
+        """Fit on maps uv (N,3,S,S), float in [0, 1] or uint8, whose texels are known where observed (N,1,S,S) is 1."""
         _check_maps(uv, observed, atlas, "MaskedPCA.fit")
         cfg = self.config
         index = atlas_index(atlas.to(uv.device))
         n, d = uv.shape[0], 3 * index.numel()
         if cfg.n_components > min(n, d):
             raise ValueError(f"n_components={cfg.n_components} exceeds min(N, D)={min(n, d)}; use fewer components")
-        x, m = gather_atlas(uv.float(), observed, index)  # the one (N, D) copy we keep
+        x, m = gather_atlas(uv, observed, index)
+        x = x.float()  # the one (N, D) copy we keep
         if not m.any():
             raise ValueError("MaskedPCA.fit: no observed atlas texel; check the observed masks")
         mean, texel_count = self._centre(x, m)

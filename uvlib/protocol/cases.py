@@ -40,8 +40,7 @@ def build_test_cases(ds: Dataset, split: str, seed: int, kinds=DEFAULT_KINDS, li
     rows = ds.split_rows(split)[:limit]
     if not rows:
         raise DatasetError(f"split {split!r} of {ds.root} has no faces, so it has no test cases")
-    _, observed, _ = ds.load(split, limit=limit)
-    observed = observed[:, 0].numpy() > 0.5
+    observed = ds.load_visible(split, limit=limit)
     size, rng = ds.uv_size, np.random.default_rng(seed)
     image, holes, kind, hole_yaw = [], [], [], []
 

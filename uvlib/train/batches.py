@@ -29,9 +29,8 @@ def build_hole_bank(ds: Dataset, split="train", seed=0, n_pose=512, limit=None, 
                                     .astype(bool))
         print(f"hole bank {path} was built from other data or settings; rebuilding it", file=sys.stderr)
     rows = ds.split_rows(split)[:limit]
-    _, observed, _ = ds.load(split, limit=limit)
     rng = np.random.default_rng(seed)
-    holes = [borrowed_hole(o[0].numpy() > 0.5) for o in observed]
+    holes = [borrowed_hole(visible) for visible in ds.load_visible(split, limit=limit)]
     for k in tqdm(rng.integers(len(rows), size=n_pose), desc="hole bank", disable=not progress):
         yaw, pitch = random_pose(rng, (15, 75))
         holes.append(pose_hole(ds.mesh(rows[k]["id"]), size, yaw, pitch))
