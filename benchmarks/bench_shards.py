@@ -15,6 +15,8 @@ fresh process that reports its own peak resident memory (ru_maxrss):
     load    today's Dataset.load of the same maps: the shards' rows read and made float tensors
     epoch   an epoch over every map of the split from the shards, in seeded random batches of --batch, each
             made float tensors (N,3,S,S) and (N,1,S,S) as a training loop would
+    epoch8  the same epoch, each batch left uint8 (N,3,S,S) tensors, for a loop that moves bytes to its device and
+            converts there
     masks   the visibility masks of the whole split alone (what the hole bank and the test cases read)
 """
 import argparse
@@ -34,7 +36,7 @@ from PIL import Image
 from uvlib.data.dataset import FORMAT, VERSION, finalize, open_dataset
 from uvlib.geometry.mesh import uv_atlas
 
-READERS = ("old", "load", "epoch", "masks")
+READERS = ("old", "load", "epoch", "epoch8", "masks")
 
 
 def synthetic_map(rng, atlas):
@@ -105,7 +107,7 @@ def run_reader(reader, root, old_maps, batch, seed):
         order = np.random.default_rng(seed).permutation(len(maps))
         n = 0
         for first in range(0, len(order), batch):
-            uv, observed = maps.tensors(order[first:first + batch])
+            uv, observed = maps.tensors(order[first:first + batch], torch.uint8 if reader == "epoch8" else torch.float32)
             n += len(uv)
     return n, time.perf_counter() - start
 
