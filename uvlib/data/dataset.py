@@ -3,10 +3,15 @@
     DATASET/
       dataset.json          format, version, UV size, unwrap method, split seed
       manifest-*.jsonl      one line per input photo and shard: status, reason, faces found
-      index.csv             one row per usable face: id, photo, pose, visible fraction, split
+      index.csv             one row per usable face: id, photo, pose, visible and occluded fractions, split
       summary.json          status and reason counts over all photos
       atlas.png             the UV atlas mask
       uv/ID.png  vis/ID.png  mesh/ID.npy   texture, visibility mask, fitted image-space mesh (468 x 3)
+      vis_unfiltered/ID.png                visibility before occluders (hands, hair, objects) were taken out
+
+vis/ is what later stages use: texels the camera saw and no occluder covered (uvlib.data.occluders). uv/ keeps the
+colour of every texel in vis_unfiltered/ so the occluders can be studied; the readers zero what vis/ hides.
+occluded_fraction (hand_fraction) is the share of the vis_unfiltered texels that occluders (hands) covered.
 """
 import csv
 import hashlib
@@ -19,9 +24,12 @@ import torch
 from PIL import Image
 
 FORMAT = "uvface-dataset"
-VERSION = 2   # 2: split groups hashed, no texels outside the photo, unique escaped ids, checksums in the manifest
+VERSION = 3   # 2: split groups hashed, no texels outside the photo, unique escaped ids, checksums in the manifest
+#               3: occluders taken out of vis/, vis_unfiltered/, occluded_fraction and hand_fraction in the index
 SPLITS = ("train", "val", "test")
-INDEX_FIELDS = ("id", "photo", "group", "split", "face", "yaw", "pitch", "roll", "visible_fraction", "score")
+INDEX_FIELDS = ("id", "photo", "group", "split", "face", "yaw", "pitch", "roll", "visible_fraction",
+                "occluded_fraction", "hand_fraction", "score")
+NUMBER_FIELDS = ("yaw", "pitch", "roll", "visible_fraction", "occluded_fraction", "hand_fraction", "score")
 
 
 class DatasetError(ValueError):
@@ -126,7 +134,8 @@ def finalize(root: Path, listed=()) -> dict:
             rows.append({"id": face["id"], "photo": r["path"], "group": record_group(r), "split": split[r["key"]],
                          "face": face["face"],
                          "yaw": face["yaw"], "pitch": face["pitch"], "roll": face["roll"],
-                         "visible_fraction": face["visible_fraction"], "score": face["score"]})
+                         "visible_fraction": face["visible_fraction"], "occluded_fraction": face["occluded_fraction"],
+                         "hand_fraction": face["hand_fraction"], "score": face["score"]})
     tmp = root / "index.csv.tmp"
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS)
@@ -179,13 +188,15 @@ class Dataset:
             raise DatasetError(f"split {split!r} of {self.root} has no faces; prepare more photos")
         uv = np.stack([self._read("uv", r["id"]) for r in rows])
         vis = np.stack([self._read("vis", r["id"]) for r in rows])
-        uv = torch.from_numpy(uv).permute(0, 3, 1, 2).float().div_(255)
         observed = torch.from_numpy(vis > 127).float().unsqueeze(1)
+        uv = torch.from_numpy(uv).permute(0, 3, 1, 2).float().div_(255).mul_(observed)
         return uv, observed, rows
 
-    def item(self, item_id: str):
-        """(texture (S,S,3) uint8, visible (S,S) bool) of one face."""
-        return self._read("uv", item_id), self._read("vis", item_id) > 127
+    def item(self, item_id: str, unfiltered=False):
+        """(texture (S,S,3) uint8 with zeros where not visible, visible (S,S) bool) of one face; unfiltered: the
+        visibility before occluders were taken out, and the texture over it."""
+        visible = self._read("vis_unfiltered" if unfiltered else "vis", item_id) > 127
+        return self._read("uv", item_id) * visible[..., None].astype(np.uint8), visible
 
     def mesh(self, item_id: str) -> np.ndarray:
         return self._read("mesh", item_id)
@@ -193,7 +204,8 @@ class Dataset:
     def _read(self, kind: str, item_id: str) -> np.ndarray:
         """One stored array, checked, or a one-line DatasetError naming the file and how to redo it."""
         path = self.root / kind / f"{item_id}.{'npy' if kind == 'mesh' else 'png'}"
-        shape = {"uv": (self.uv_size, self.uv_size, 3), "vis": (self.uv_size, self.uv_size), "mesh": (468, 3)}[kind]
+        side = (self.uv_size, self.uv_size)
+        shape = {"uv": (*side, 3), "vis": side, "vis_unfiltered": side, "mesh": (468, 3)}[kind]
         try:
             if kind == "mesh":
                 array = np.load(path, allow_pickle=False)
@@ -224,7 +236,7 @@ def open_dataset(root) -> Dataset:
     with (root / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        for key in ("yaw", "pitch", "roll", "visible_fraction", "score"):
+        for key in NUMBER_FIELDS:
             r[key] = float(r[key])
         r["face"] = int(r["face"])
     return Dataset(root, info, rows)
