@@ -3,7 +3,8 @@
     python benchmarks/bench_prep.py [--photos ../shared/data/celeba-dev] [--n 200] [--size 128]
 
 Prints photos/s for each unwrap method on identical fitted meshes (fitting excluded), then the whole
-`uvlib prep` pipeline (read + detect + mesh + unwrap + write, all cores) on the same photos.
+`uvlib prep` pipeline (read + detect + mesh + unwrap + occluders + write, all cores) on the same photos, once per
+occluder setting (none, hands, appearance, both), so the cost of each occluder test shows.
 """
 import argparse
 import os
@@ -47,15 +48,16 @@ def main():
     print(f"unwrap griddata : {rates['griddata']:8.1f} photos/s (1 core)")
     print(f"warp / griddata : {rates['warp'] / rates['griddata']:8.1f}x")
 
-    out = Path(tempfile.mkdtemp()) / "dataset"
-    try:
-        start = time.perf_counter()
-        summary = prepare(photos, out, PrepConfig(uv_size=args.size), progress=False)
-        elapsed = time.perf_counter() - start
-    finally:
-        shutil.rmtree(out.parent)
-    print(f"whole prep      : {len(photos) / elapsed:8.1f} photos/s ({summary['ok']} ok, {summary['failed']} failed, "
-          f"{elapsed:.1f} s incl. worker start-up; all cores)")
+    for occluders in ("none", "hands", "appearance", "hands+appearance"):
+        out = Path(tempfile.mkdtemp()) / "dataset"
+        try:
+            start = time.perf_counter()
+            summary = prepare(photos, out, PrepConfig(uv_size=args.size, occluders=occluders), progress=False)
+            elapsed = time.perf_counter() - start
+        finally:
+            shutil.rmtree(out.parent)
+        print(f"whole prep, occluders {occluders:16s}: {len(photos) / elapsed:6.1f} photos/s ({summary['ok']} ok, "
+              f"{summary['failed']} failed, {elapsed:.1f} s incl. worker start-up; all cores)")
 
 
 if __name__ == "__main__":

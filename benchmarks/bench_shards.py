@@ -72,7 +72,8 @@ def build_dataset(root: Path, n: int, size: int, seed: int) -> Path:
             Image.fromarray(texture).save(root / "uv" / f"{key}_0.png", compress_level=1)
             Image.fromarray(visible.astype(np.uint8) * 255).save(root / "vis" / f"{key}_0.png", compress_level=1)
             face = {"id": f"{key}_0", "face": 0, "yaw": 0.0, "pitch": 0.0, "roll": 0.0,
-                    "visible_fraction": round(float(visible.mean()), 4), "score": 1.0}
+                    "visible_fraction": round(float(visible.mean()), 4), "occluded_fraction": 0.0,
+                    "hand_fraction": 0.0, "score": 1.0}
             manifest.write(json.dumps({"key": key, "path": key, "split": "train", "group": "", "faces": [face],
                                        "status": "ok", "reason": ""}) + "\n")
     print(f"wrote {n} synthetic maps as PNGs in {time.perf_counter() - start:.0f} s")
@@ -87,8 +88,8 @@ def old_load(ds, split, limit):
     rows = ds.split_rows(split)[:limit]
     uv = np.stack([np.asarray(Image.open(ds.root / "uv" / f"{r['id']}.png")) for r in rows])
     vis = np.stack([np.asarray(Image.open(ds.root / "vis" / f"{r['id']}.png")) for r in rows])
-    uv = torch.from_numpy(uv).permute(0, 3, 1, 2).float().div_(255)
     observed = torch.from_numpy(vis > 127).float().unsqueeze(1)
+    uv = torch.from_numpy(uv).permute(0, 3, 1, 2).float().div_(255).mul_(observed)
     return uv, observed
 
 

@@ -9,6 +9,7 @@
     app                 the command line: prep, evaluate, complete, export, train
 """
 import ast
+import re
 from pathlib import Path
 
 import uvlib
@@ -68,3 +69,31 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from uvlib.train.loop import train\n")
     assert list(uvlib_imports(bad)) == ["uvlib.train.loop"]
     assert LAYERS[layer_of("uvlib.train.loop")] > LAYERS[layer_of("uvlib.models.pconv")]
+
+
+def readme_layout() -> dict:
+    """{sub-package: module names} as the README's Layout section draws them: "  NAME/   a, b, c   words",
+    module lists continuing on lines of their own."""
+    text = (PACKAGE.parent / "README.md").read_text()
+    block = text[text.index("## Layout"):]
+    block = block[block.index("```\nuvlib/") + 4:block.index("\nnotebooks/")]
+    layout, current = {}, None
+    for line in block.splitlines()[1:]:
+        segments = re.split(r"\s{2,}", line.strip())
+        if segments[0].endswith("/"):
+            current = segments[0].rstrip("/")
+            listed = segments[1] if len(segments) > 1 else ""
+        else:
+            listed = segments[0]
+        names = [n.strip() for n in listed.split(",")]
+        if current and all(n.isidentifier() for n in names):
+            layout.setdefault(current, set()).update(names)
+    return layout
+
+
+def test_readme_layout_matches_the_tree():
+    tree = {}
+    for path in PACKAGE.glob("*/*.py"):
+        if path.stem != "__init__":
+            tree.setdefault(path.parent.name, set()).add(path.stem)
+    assert readme_layout() == tree

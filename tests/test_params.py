@@ -20,7 +20,7 @@ def test_every_committed_profile_passes_the_check(profile):
 def test_declared_parameters_come_from_the_notebooks_parameters_cells(tmp_path):
     declared = declared_parameters()
     assert declared["uv_size"] == (128, "00_data_prep.ipynb")
-    assert declared["checkpoint_every"][0] == 100 and declared["pconv_defaults"][0]["base_width"] == 32
+    assert declared["checkpoint_every"][0] == 100 and declared["gan_epochs"][0] == [43, 53, 97]
     notebook = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [],
                            "source": ["# a comment\n", "hue = 0.5   # the new knob\n"]},
                           {"cell_type": "code", "metadata": {}, "outputs": [], "source": ["unrelated = 1\n"]}]}

@@ -25,7 +25,8 @@ def add_photo(root, k, split, rng):
     Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(root / "uv" / f"{item}.png")
     Image.fromarray(rng.choice(np.array([0, 100, 128, 200, 255], np.uint8), (SIZE, SIZE))).save(
         root / "vis" / f"{item}.png")
-    face = {"id": item, "face": 0, "yaw": 0.0, "pitch": 0.0, "roll": 0.0, "visible_fraction": 0.5, "score": 0.9}
+    face = {"id": item, "face": 0, "yaw": 0.0, "pitch": 0.0, "roll": 0.0, "visible_fraction": 0.5,
+            "occluded_fraction": 0.0, "hand_fraction": 0.0, "score": 0.9}
     record = {"key": f"p{k:02d}.jpg", "path": f"p{k:02d}.jpg", "split": split, "group": "", "faces": [face],
               "status": "ok", "reason": ""}
     with (root / "manifest-0-of-1.jsonl").open("a") as f:
@@ -45,12 +46,13 @@ def write_dataset(root, n_train=9, n_test=3, seed=0):
 
 
 def decoded(ds, split):
-    """What Dataset.load returned before the shards: every PNG decoded, stacked and converted."""
+    """What Dataset.load returned before the shards: every PNG decoded, stacked and converted, colour zeroed
+    where not visible."""
     ids = [r["id"] for r in ds.split_rows(split)]
     uv = np.stack([np.asarray(Image.open(ds.root / "uv" / f"{i}.png")) for i in ids])
     vis = np.stack([np.asarray(Image.open(ds.root / "vis" / f"{i}.png")) for i in ids])
-    return (torch.from_numpy(uv).permute(0, 3, 1, 2).float().div_(255),
-            torch.from_numpy(vis > 127).float().unsqueeze(1))
+    observed = torch.from_numpy(vis > 127).float().unsqueeze(1)
+    return torch.from_numpy(uv).permute(0, 3, 1, 2).float().div_(255).mul_(observed), observed
 
 
 @pytest.fixture

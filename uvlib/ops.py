@@ -16,9 +16,9 @@ def masked_mean(values, mask, per_image=False):
     """Mean of (N, C, S, S) values over the texels where the (N, 1, S, S) mask is 1, and over the C channels.
 
     per_image: one mean per image (N,) instead of one over the batch; an empty mask gives 0, not NaN."""
-    dims = (1, 2, 3) if per_image else (0, 1, 2, 3)
-    total = (values * mask).sum(dims)
-    return total / (mask.sum(dims) * values.shape[1]).clamp_min(1)
+    if per_image:
+        return (values * mask).flatten(1).sum(1) / (mask.flatten(1).sum(1) * values.shape[1]).clamp_min(1)
+    return (values * mask).sum() / (mask.sum() * values.shape[1]).clamp_min(1)
 
 
 def check_completion_inputs(uv_in, known):

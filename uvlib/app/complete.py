@@ -16,10 +16,10 @@ from collections import Counter
 from pathlib import Path
 
 import cv2
-import torch
 from tqdm.auto import tqdm
 
 from uvlib.app.checks import output_folder
+from uvlib.train.loop import resolve_device
 from uvlib.app.export import check_texture_size, export_face, parse_formats
 from uvlib.data.facefit import FaceFitter
 from uvlib.geometry.mesh import check_uv_size
@@ -62,16 +62,6 @@ def resolve_model(path, name=None) -> Path:
     if name not in names:
         raise ValueError(f"--name {name!r} is not a model of {path}; use one of {names}")
     return files[names.index(name)]
-
-
-def pick_device(name: str) -> torch.device:
-    if name not in ("cpu", "cuda", "auto"):
-        raise ValueError(f"--device {name!r} is unknown; use cpu, cuda or auto")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda but no CUDA GPU is visible; use --device cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def open_model(path, name=None, device="cpu"):
@@ -151,7 +141,7 @@ def complete_photos(paths, model_path, out_dir, name=None, device="cpu", yaws=DE
     if texture_size is not None:
         check_texture_size(texture_size)
     photos = collect_photos(paths)
-    torch_device = pick_device(device)
+    torch_device = resolve_device(device)
     fn, info = open_model(model_path, name, torch_device)
     out = output_folder(out_dir, "--out")
 

@@ -3,11 +3,16 @@
     DATASET/
       dataset.json          format, version, UV size, unwrap method, split seed
       manifest-*.jsonl      one line per input photo and shard: status, reason, faces found
-      index.csv             one row per usable face: id, photo, pose, visible fraction, split
+      index.csv             one row per usable face: id, photo, pose, visible and occluded fractions, split
       summary.json          status and reason counts over all photos
       atlas.png             the UV atlas mask
       uv/ID.png  vis/ID.png  mesh/ID.npy   texture, visibility mask, fitted image-space mesh (468 x 3)
-      shards/               the same maps as uint8 arrays per split, read lazily (uvlib.data.shards)
+      vis_unfiltered/ID.png                visibility before occluders (hands, hair, objects) were taken out
+      shards/               the maps of uv/ and vis/ as uint8 arrays per split, read lazily (uvlib.data.shards)
+
+vis/ is what later stages use: texels the camera saw and no occluder covered (uvlib.data.occluders). uv/ keeps the
+colour of every texel in vis_unfiltered/ so the occluders can be studied; the readers zero what vis/ hides.
+occluded_fraction (hand_fraction) is the share of the vis_unfiltered texels that occluders (hands) covered.
 """
 import csv
 import hashlib
@@ -24,9 +29,12 @@ from PIL import Image
 from uvlib.data.shards import MapReader, build_shards, open_shards, stamp
 
 FORMAT = "uvface-dataset"
-VERSION = 2   # 2: split groups hashed, no texels outside the photo, unique escaped ids, checksums in the manifest
+VERSION = 3   # 2: split groups hashed, no texels outside the photo, unique escaped ids, checksums in the manifest
+#               3: occluders taken out of vis/, vis_unfiltered/, occluded_fraction and hand_fraction in the index
 SPLITS = ("train", "val", "test")
-INDEX_FIELDS = ("id", "photo", "group", "split", "face", "yaw", "pitch", "roll", "visible_fraction", "score")
+INDEX_FIELDS = ("id", "photo", "group", "split", "face", "yaw", "pitch", "roll", "visible_fraction",
+                "occluded_fraction", "hand_fraction", "score")
+NUMBER_FIELDS = ("yaw", "pitch", "roll", "visible_fraction", "occluded_fraction", "hand_fraction", "score")
 
 
 class DatasetError(ValueError):
@@ -132,7 +140,8 @@ def finalize(root: Path, listed=(), progress=False) -> dict:
             rows.append({"id": face["id"], "photo": r["path"], "group": record_group(r), "split": split[r["key"]],
                          "face": face["face"],
                          "yaw": face["yaw"], "pitch": face["pitch"], "roll": face["roll"],
-                         "visible_fraction": face["visible_fraction"], "score": face["score"]})
+                         "visible_fraction": face["visible_fraction"], "occluded_fraction": face["occluded_fraction"],
+                         "hand_fraction": face["hand_fraction"], "score": face["score"]})
     tmp = root / "index.csv.tmp"
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS)
@@ -217,9 +226,11 @@ class Dataset:
             raise DatasetError(f"split {split!r} of {self.root} has no faces; prepare more photos")
         return rows
 
-    def item(self, item_id: str):
-        """(texture (S,S,3) uint8, visible (S,S) bool) of one face."""
-        return self._read("uv", item_id), self._read("vis", item_id) > 127
+    def item(self, item_id: str, unfiltered=False):
+        """(texture (S,S,3) uint8 with zeros where not visible, visible (S,S) bool) of one face; unfiltered: the
+        visibility before occluders were taken out, and the texture over it."""
+        visible = self._read("vis_unfiltered" if unfiltered else "vis", item_id) > 127
+        return self._read("uv", item_id) * visible[..., None].astype(np.uint8), visible
 
     def mesh(self, item_id: str) -> np.ndarray:
         return self._read("mesh", item_id)
@@ -227,7 +238,8 @@ class Dataset:
     def _read(self, kind: str, item_id: str) -> np.ndarray:
         """One stored array, checked, or a one-line DatasetError naming the file and how to redo it."""
         path = self.root / kind / f"{item_id}.{'npy' if kind == 'mesh' else 'png'}"
-        shape = {"uv": (self.uv_size, self.uv_size, 3), "vis": (self.uv_size, self.uv_size), "mesh": (468, 3)}[kind]
+        side = (self.uv_size, self.uv_size)
+        shape = {"uv": (*side, 3), "vis": side, "vis_unfiltered": side, "mesh": (468, 3)}[kind]
         try:
             if kind == "mesh":
                 array = np.load(path, allow_pickle=False)
@@ -283,7 +295,7 @@ def open_dataset(root) -> Dataset:
     with (root / "index.csv").open() as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        for key in ("yaw", "pitch", "roll", "visible_fraction", "score"):
+        for key in NUMBER_FIELDS:
             r[key] = float(r[key])
         r["face"] = int(r["face"])
     return Dataset(root, info, rows)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from uvlib import __version__
 from uvlib.data.dataset import FORMAT, VERSION, finalize, manifest_files, read_json, read_manifest, read_records, write_json
 from uvlib.data.facefit import FaceFitter
+from uvlib.data.occluders import HandDetector, find_occluders, parse_occluders
 from uvlib.geometry.mesh import check_uv_size, uv_atlas
 from uvlib.data.photo import PhotoError, read_photo
 from uvlib.data.sources import check_unique_keys
@@ -38,6 +39,7 @@ class PrepConfig:
     workers: int = 0          # 0 = one per CPU core
     split_seed: int = 0
     groups: str = "photo"     # how photos were grouped for the split (uvlib.data.sources.grouping)
+    occluders: str = "hands+appearance"   # tests that keep hands, hair, objects out of the seen texels
 
     def validate(self):
         check_uv_size(self.uv_size)
@@ -48,6 +50,7 @@ class PrepConfig:
             raise ValueError(f"--shard {i}/{n} is invalid; use i/n with 0 <= i < n, e.g. 0/4")
         if self.workers < 0:
             raise ValueError(f"--workers {self.workers} is invalid; use 0 (one per core) or a positive count")
+        parse_occluders(self.occluders)
 
 
 def parse_shard(text: str) -> tuple:
@@ -58,13 +61,14 @@ def parse_shard(text: str) -> tuple:
     return i, n
 
 
-OUTPUTS = (("uv", "png"), ("vis", "png"), ("mesh", "npy"))
-_fitter = None
+OUTPUTS = (("uv", "png"), ("vis", "png"), ("vis_unfiltered", "png"), ("mesh", "npy"))
+_fitter = _hands = None
 
 
-def _init_worker(verbose=False):
-    global _fitter
+def _init_worker(verbose=False, occluders=PrepConfig.occluders):
+    global _fitter, _hands
     _fitter = FaceFitter(native_logs=verbose)
+    _hands = HandDetector(native_logs=verbose) if "hands" in parse_occluders(occluders) else None
 
 
 def _checksum(data: bytes) -> str:
@@ -114,14 +118,23 @@ def process_photo(photo, out: Path, cfg: PrepConfig) -> dict:
     faces, reason = _fitter.fit(image)
     if not faces:
         return {**record, "status": "failed", "reason": reason}
+    tests = parse_occluders(cfg.occluders)
+    hands = _hands.detect(image) if "hands" in tests else []
     for j, face in enumerate(faces):
         item = f"{photo.key}_{j}"
         result = unwrap(image, face.landmarks, cfg.uv_size, method=cfg.method)
+        occlusion = find_occluders(result.texture, result.visible, face.landmarks, image.shape, hands, tests)
+        seen = result.visible & ~occlusion.occluded
+        atlas_area, geometric = uv_atlas(cfg.uv_size).mask.sum(), max(result.visible.sum(), 1)
         checksum = {"uv": _write(out / "uv" / f"{item}.png", _png(result.texture)),
-                    "vis": _write(out / "vis" / f"{item}.png", _png(result.visible.astype(np.uint8) * 255)),
+                    "vis": _write(out / "vis" / f"{item}.png", _png(seen.astype(np.uint8) * 255)),
+                    "vis_unfiltered": _write(out / "vis_unfiltered" / f"{item}.png",
+                                             _png(result.visible.astype(np.uint8) * 255)),
                     "mesh": _write(out / "mesh" / f"{item}.npy", _npy(face.landmarks))}
         record["faces"].append({"id": item, "face": j, "yaw": round(face.yaw, 2), "pitch": round(face.pitch, 2),
-                                "roll": round(face.roll, 2), "visible_fraction": round(result.visible_fraction, 4),
+                                "roll": round(face.roll, 2), "visible_fraction": round(seen.sum() / atlas_area, 4),
+                                "occluded_fraction": round(occlusion.occluded.sum() / geometric, 4),
+                                "hand_fraction": round(occlusion.hands.sum() / geometric, 4),
                                 "score": round(face.score, 3), "box": [round(v, 1) for v in face.box],
                                 "checksum": checksum})
     return {**record, "status": "ok", "reason": ""}
@@ -138,18 +151,19 @@ def _open_or_create(out: Path, cfg: PrepConfig, source_name: str):
         if info.get("format") != FORMAT or info.get("version") != VERSION:
             raise ValueError(f"{out} holds a dataset of another format/version; prepare into a new folder")
         for key, value in (("uv_size", cfg.uv_size), ("method", cfg.method), ("split_seed", cfg.split_seed),
-                           ("groups", cfg.groups)):
+                           ("groups", cfg.groups), ("occluders", cfg.occluders)):
             if info[key] != value:
                 raise ValueError(f"{out} was prepared with {key}={info[key]}, not {value}; "
                                  f"use a new folder or the same setting")
         return
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} is a file; give a folder for the dataset")
-    for sub in ("uv", "vis", "mesh"):
+    for sub, _ in OUTPUTS:
         (out / sub).mkdir(parents=True, exist_ok=True)
     Image.fromarray(uv_atlas(cfg.uv_size).mask.astype(np.uint8) * 255).save(out / "atlas.png")
     write_json(info_path, {"format": FORMAT, "version": VERSION, "uv_size": cfg.uv_size, "method": cfg.method,
-                           "split_seed": cfg.split_seed, "groups": cfg.groups, "source": source_name,
+                           "split_seed": cfg.split_seed, "groups": cfg.groups, "occluders": cfg.occluders,
+                           "source": source_name,
                            "uvlib": __version__})
 
 
@@ -228,10 +242,10 @@ def prepare(photos, out, cfg: PrepConfig = PrepConfig(), source_name="", progres
         jobs = [(p, out, cfg) for p in todo]
         bar = tqdm(total=len(jobs), desc=f"prep {out.name}", unit="photo", disable=not progress)
         if workers == 1 or len(jobs) < 8:
-            _init_worker(verbose)
+            _init_worker(verbose, cfg.occluders)
             results = map(_process, jobs)
         else:
-            pool = get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(verbose,))
+            pool = get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(verbose, cfg.occluders))
             results = pool.imap_unordered(_process, jobs, chunksize=4)
         try:
             for rec in results:

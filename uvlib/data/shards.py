@@ -1,6 +1,7 @@
 """A split's maps as uint8 array shards on disk, read lazily: data larger than memory, masks without colour.
 
-    DATASET/shards/SPLIT-uv.npy    (N, S, S, 3) uint8   textures of the split, in index.csv order
+    DATASET/shards/SPLIT-uv.npy    (N, S, S, 3) uint8   textures of the split, in index.csv order, as
+                                                        Dataset.item gives them (zero where not visible)
     DATASET/shards/SPLIT-vis.npy   (N, S, S)    bool    visibility (the observed texels)
     DATASET/shards/SPLIT.json      what they were built from: the split's ids and each PNG's (size, mtime)
 

@@ -1,4 +1,5 @@
 """Figures shared by the notebooks; every figure is also saved as a PNG in its run folder."""
+import csv
 from pathlib import Path
 
 import matplotlib
@@ -71,3 +72,61 @@ def complete_uv(fn, texture, visible, device) -> np.ndarray:
         predicted = fn((uv * known).to(device), known.to(device)).float().cpu().clamp(0, 1)
     completed = composite(predicted, uv, known) * atlas
     return to_image(completed[0])
+
+
+def training_curves(logs: dict, path=None, keep_open=True):
+    """One panel per training run {title: log.csv path}: a curve per logged loss against step (log scale when
+    every value is positive). Saved to `path` when given; returns the figure (closed unless keep_open)."""
+    fig, axes = plt.subplots(1, len(logs), figsize=(6 * len(logs), 3.6), squeeze=False)
+    for ax, (title, log_path) in zip(axes[0], logs.items()):
+        with open(log_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        positive = True
+        for key in rows[0] if rows else ():
+            if key == "step" or key.startswith("lr") or key == "images_per_s":
+                continue
+            points = [(int(r["step"]), float(r[key])) for r in rows if r[key] != ""]
+            if points:
+                positive &= min(v for _, v in points) > 0
+                ax.plot(*zip(*points), label=key)
+        if positive:
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    if path is not None:
+        save(fig, path)
+    if not keep_open:
+        plt.close(fig)
+    return fig
+
+
+def epoch_curves(histories: dict, path):
+    """Autoencoder training: the masked training MSE and the validation hole-PSNR per epoch, one line a model."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, history in histories.items():
+        axes[0].semilogy([r["epoch"] for r in history], [r["loss"] for r in history], label=name)
+        scored = [r for r in history if "val_psnr" in r]
+        axes[1].plot([r["epoch"] for r in scored], [r["val_psnr"] for r in scored], marker="o", label=name)
+    axes[0].set_xlabel("epoch"); axes[0].set_ylabel("masked MSE (train)"); axes[0].legend()
+    axes[1].set_xlabel("epoch"); axes[1].set_ylabel("validation hole-PSNR (dB)"); axes[1].legend()
+    return save(fig, path)
+
+
+def pca_diagnostics(pcas: dict, ridge_selection: dict, path):
+    """Stage 01: cumulative explained variance of the largest PCA, EM convergence of each, and the validation
+    hole-PSNR over the ridge grid."""
+    largest = pcas[max(pcas)]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
+    ratio = largest.explained_variance_ratio_.numpy()
+    axes[0].plot(np.arange(1, len(ratio) + 1), np.cumsum(ratio))
+    axes[0].set_xlabel("components"); axes[0].set_ylabel("cumulative explained variance"); axes[0].grid(alpha=0.3)
+    for k, pca in pcas.items():
+        axes[1].semilogy([h["rel_change"] for h in pca.history], label=f"k={k}")
+    axes[1].set_xlabel("EM iteration"); axes[1].set_ylabel("relative change of imputed texels"); axes[1].legend()
+    for name, choice in ridge_selection.items():
+        axes[2].semilogx([g["multiple"] for g in choice["grid"]], [g["val_psnr"] for g in choice["grid"]],
+                         marker="o", label=name)
+    axes[2].set_xlabel("ridge λ / noise variance σ²"); axes[2].set_ylabel("validation hole-PSNR (dB)")
+    axes[2].legend()
+    return save(fig, path)

@@ -98,3 +98,19 @@ def showcase_grid(directory):
     images = [[inputs[i], torch.from_numpy(z["target"][i])] + [torch.from_numpy(z[f"method:{m}"][i]) for m in methods]
               for i in range(len(z["cases"]))]
     return [f"yaw {y:+.0f}" for y in z["hole_yaw"]], cols, images
+
+
+def stages_showcase(directories):
+    """showcase_grid of several stage folders side by side (same test cases): the input and truth columns once,
+    then every stage's methods; folders without a showcase.npz are skipped."""
+    labels, columns, images = [], None, []
+    for directory in directories:
+        if not (Path(directory) / "showcase.npz").exists():
+            continue
+        row_labels, cols, grid_images = showcase_grid(directory)
+        if columns is None:
+            labels, columns, images = row_labels, cols, grid_images
+        else:
+            columns += cols[2:]
+            images = [a + b[2:] for a, b in zip(images, grid_images)]
+    return labels, columns or [], images

@@ -1,0 +1,2 @@
+"""What the notebooks share: checked profiles (params), a stage's context (context), training recipes built
+from specs (recipes), the run_all.sh runner (runner) and the 3D figures of the results notebook (faces3d)."""

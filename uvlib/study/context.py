@@ -58,6 +58,15 @@ class StageContext:
             return self.train_uv, self.train_observed, self.train_rows
         return self.ds.load(split)
 
+    def describe(self) -> str:
+        return (f"{len(self.train_uv)} training maps, {len(self.bench)} test cases, {self.uv_size}x{self.uv_size}, "
+                f"device {self.device}")
+
+    def training_curves(self, names):
+        """The loss curves of this stage's training runs side by side, saved as training_curves.png."""
+        logs = {name: self.out_dir / "train" / name / "log.csv" for name in names}
+        return viz.training_curves(logs, self.out_dir / "training_curves.png")
+
     def evaluate(self, methods: dict, params: dict, method_params=None, **extra) -> dict:
         return evaluate_methods(methods, self.bench, self.out_dir, self.stage, self.seed, params,
                                 method_params=method_params, device=self.device, progress=self.progress, **extra)

@@ -11,6 +11,7 @@ line naming the differing keys, and the run trains afresh.
 Stacked stages never learn from in-sample outputs of earlier stages: stage 04 trains its PConv on cross-fitted
 PCA fills (uvlib.train.crossfit); stages 06 and 07 train on the validation split, which stages 01-04 never fitted.
 """
+import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -29,7 +30,8 @@ from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.registry import load_model, read_model_file, save_model
 from uvlib.models.vgg import FEATURE_NETS, load_feature_net
 from uvlib.study.params import project_path
-from uvlib.study.context import StageContext
+from uvlib.study.context import EpochMonitor, StageContext
+from uvlib.train.autoencoder import fit_autoencoder
 from uvlib.train.provenance import data_record, held_out_record, reusable, state_digest, stored_run
 from uvlib.train.loop import TrainConfig, train
 from uvlib.train.trainers import PConvTrainer
@@ -44,7 +46,7 @@ class PConvSpec:
     name: str = "pconv"
     base_width: int = 32
     dilated: bool = False
-    feature_net: str = "random_vgg16"      # vgg16 (needs vgg16_weights), random_vgg16, none
+    feature_net: str = "none"              # none, random_vgg16, or vgg16 (needs vgg16_weights)
     vgg16_weights: str = ""                # a torchvision vgg16 state dict on disk
     loss_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     steps: int = 300                       # at lr
@@ -230,3 +232,22 @@ def earlier_pconv(ctx: StageContext, name: str) -> PConvUNet:
 def earlier_cascade(ctx: StageContext, name: str) -> PCAPConvCascade:
     saved = _saved(ctx, "04_pca_pconv_cascade", name)
     return PCAPConvCascade.from_state(saved["config"], saved["state"], ctx.device)
+
+
+def train_autoencoder(ctx: StageContext, name, model, kind, config, *, epochs, lr, batch_size, eval_every,
+                      hole_training):
+    """Stages 01 and 02: fit an atlas autoencoder with the original study's loop, keep the epoch with the best
+    validation hole-PSNR and save RUN/STAGE/model-NAME.pt. Returns (model on the CPU in eval mode, per-epoch
+    history, {"best_epoch", "best_val_psnr", "fit_seconds"})."""
+    monitor = EpochMonitor(ctx, name, eval_every, epochs)
+    start = time.perf_counter()
+    history = fit_autoencoder(model, ctx.train_uv, ctx.train_observed, epochs=epochs, lr=lr, batch_size=batch_size,
+                              seed=ctx.seed, hole_sampler=ctx.hole_sampler() if hole_training else None,
+                              on_epoch=monitor, device=ctx.device)
+    seconds = time.perf_counter() - start
+    model.load_state_dict(monitor.best_state)
+    model = model.cpu().eval()
+    save_model(ctx.out_dir / f"model-{name}.pt", kind, ctx.uv_size, config, model.state_dict())
+    print(f"{name}: best val hole-PSNR {monitor.best_psnr:.2f} dB at epoch {monitor.best_epoch}, {seconds:.1f} s")
+    return model, history, {"best_epoch": monitor.best_epoch, "best_val_psnr": monitor.best_psnr,
+                            "fit_seconds": seconds}

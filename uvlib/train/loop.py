@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from uvlib.protocol.figures import training_curves
 
 
 @dataclass
@@ -227,32 +228,6 @@ class CsvLog:
             csv.writer(f).writerows(rows)
 
 
-def plot_losses(log_path, png_path):
-    """One curve per logged loss column against step (log scale when all positive)."""
-    from matplotlib.figure import Figure
-
-    with open(log_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot()
-    positive = True
-    for key in rows[0]:
-        if key == "step" or key.startswith("lr") or key == "images_per_s":
-            continue
-        points = [(int(r["step"]), float(r[key])) for r in rows if r[key] != ""]
-        if points:
-            positive &= min(v for _, v in points) > 0
-            ax.plot(*zip(*points), label=key)
-    if positive:
-        ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-
-
 def save_grid(rows, path, pad=2):
     """rows: a (N, 3, H, W) tensor or a list of them (one grid row each), values in [0, 1]."""
     from PIL import Image
@@ -359,10 +334,7 @@ def train(trainer: Trainer, batches, cfg: TrainConfig, sample_fn=None) -> dict[s
                 latest = save_checkpoint(out, step, trainer, cfg)
             bar.update(1)
     if (out / "log.csv").exists():
-        plot_losses(out / "log.csv", out / "loss.png")
+        training_curves({out.name: out / "log.csv"}, out / "loss.png", keep_open=False)
     return last
-
-
-
 
 
