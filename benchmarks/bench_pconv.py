@@ -7,7 +7,7 @@
 
 Loop comparison: uvlib.train.loop.train() of each code tree on the same synthetic maps (8-bit values, as a
 prepared dataset gives them) and box holes, PConvTrainer with the paper's loss, run round-robin (old, new, new
-compiled, old, ...) so a busy shared machine slows them alike; each run trains 2 x --steps steps and the img/s of
+compiled, then the reverse order, ...) so a busy shared machine slows them alike; each run trains 2 x --steps steps and the img/s of
 its second half (logged by train() itself, warm) is kept, best of --reps. The old tree's uvlib is imported beside
 this one (its modules swapped into sys.modules for the import), so both run in this one process.
 
@@ -184,11 +184,11 @@ def compare_loops(args, device):
     best = {name: 0.0 for name, _, _ in runs}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            for k, (name, tree, compile_) in enumerate(runs):
+            for k, (name, tree, compile_) in enumerate(runs if rep % 2 == 0 else runs[::-1]):  # no loop always first
                 ips = loop_run(tree, args, device, data, Path(tmp, f"{rep}-{k}"), compile_)
                 best[name] = max(best[name], ips)
     print(f"training loop, PConvUNet {args.size}x{args.size}, width {args.width}, batch {args.batch}, loss feature "
-          f"net {args.feature_net}, {args.steps} warm steps, best of {args.reps} round-robin runs")
+          f"net {args.feature_net}, {args.steps} warm steps, best of {args.reps} round-robin runs (order alternating)")
     print(f"{'loop':<60}{'train img/s':>12}")
     for name, ips in best.items():
         print(f"{name:<60}{ips:>12.2f}")
