@@ -51,7 +51,7 @@ def make_pconv(extra=True):
 
 
 def config(tmp_path, name, **kw):
-    base = dict(max_steps=2, batch_size=4, checkpoint_every=2, sample_every=2, log_every=1,
+    base = dict(max_steps=2, checkpoint_every=2, sample_every=2, log_every=1,
                 seed=3, out_dir=str(tmp_path / name), progress=False)
     return TrainConfig(**{**base, **kw})
 

@@ -37,7 +37,7 @@ def random_batch(step):
 
 
 def config(tmp_path, name, **kw):
-    base = dict(max_steps=4, batch_size=4, checkpoint_every=2, sample_every=4, log_every=1,
+    base = dict(max_steps=4, checkpoint_every=2, sample_every=4, log_every=1,
                 seed=5, out_dir=str(tmp_path / name), progress=False)
     return TrainConfig(**{**base, **kw})
 

@@ -34,7 +34,7 @@ def random_batch(step):
 
 
 def config(tmp_path, name, **kw):
-    base = dict(max_steps=6, batch_size=4, checkpoint_every=2, sample_every=3, log_every=1,
+    base = dict(max_steps=6, checkpoint_every=2, sample_every=3, log_every=1,
                 seed=7, out_dir=str(tmp_path / name), progress=False)
     return TrainConfig(**{**base, **kw})
 
@@ -167,3 +167,36 @@ def test_runtime_helpers():
     a = torch.rand(3)
     seed_everything(3)
     assert torch.equal(a, torch.rand(3))
+
+
+class DeviceLossStage(NaNStage):
+    """Loss parts as tensors, as the trainers return them; NaN at step 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def training_step(self, batch, step):
+        self.calls += 1
+        return {"hole": torch.tensor(float("nan") if step == 2 else 1.0), "lr": 0.1}
+
+
+def test_tensor_loss_parts_are_read_at_log_steps_and_name_the_step_they_went_bad(tmp_path):
+    stage = DeviceLossStage()
+    cfg = config(tmp_path, "deferred", log_every=3, checkpoint_every=6)
+    with pytest.raises(FloatingPointError, match=r"'hole' is nan at step 2; stopped, last good checkpoint: none"):
+        train(stage, lambda step: {"x": torch.zeros(2, 1)}, cfg)
+    assert stage.calls == 3            # no step waited to read its loss; the check at step 3 caught step 2
+    assert not checkpoint_paths(cfg.out_dir)
+    fine = config(tmp_path, "fine", log_every=3)
+    last = train(type("Fine", (DeviceLossStage,), {"training_step": lambda self, b, s: {
+        "hole": torch.tensor(float(s)), "lr": 0.1}})(), lambda step: {"x": torch.zeros(2, 1)}, fine)
+    assert last["hole"] == pytest.approx((4 + 5 + 6) / 3) and last["lr"] == pytest.approx(0.1)
+
+
+def test_compile_is_a_train_config_option_that_keeps_the_model_state():
+    model = PConvUNet(PConvUNetConfig(uv_size=S, base_width=4))
+    runtime = resolve_runtime(TrainConfig(device="cpu", compile=True))
+    net = runtime.parallel(model)
+    assert isinstance(net, torch._dynamo.eval_frame.OptimizedModule) and net._orig_mod is model
+    assert resolve_runtime(TrainConfig(device="cpu")).parallel(model) is model

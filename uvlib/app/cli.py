@@ -1,4 +1,4 @@
-"""Command line: `uvlib prep ...` (also `python -m uvlib prep ...`).
+"""Command line: `uvlib prep|baselines|evaluate|crosspose|complete|train ...` (also `python -m uvlib ...`).
 
 Bad arguments fail before any work with one line (`uvlib CMD: error: ...`, exit status 2).
 """
@@ -190,6 +190,8 @@ def build_parser():
 
     from uvlib.app.complete import add_parser
     add_parser(sub)
+    from uvlib.app import train_command
+    train_command.add_parser(sub)
     return parser
 
 

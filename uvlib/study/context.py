@@ -37,6 +37,8 @@ class StageContext:
     train_observed: torch.Tensor
     train_rows: list = field(default_factory=list)
     progress: bool = True
+    compile: bool = False          # torch.compile the networks a recipe trains (TrainConfig.compile)
+    loader_workers: int = 2        # DataLoader workers when the training maps do not fit on the GPU
     _sampler: HoleSampler = field(default=None, repr=False)
 
     @property

@@ -33,6 +33,7 @@ from uvlib.study.params import project_path
 from uvlib.study.context import EpochMonitor, StageContext
 from uvlib.train.autoencoder import fit_autoencoder
 from uvlib.train.provenance import data_record, held_out_record, reusable, state_digest, stored_run
+from uvlib.train import distributed
 from uvlib.train.loop import TrainConfig, train
 from uvlib.train.trainers import PConvTrainer
 from uvlib.protocol.runs import require
@@ -67,12 +68,19 @@ class PConvSpec:
             self.loss_weights = {**self.loss_weights, "perceptual": 0.0, "style": 0.0}
 
 
-def _train_config(ctx: StageContext, name, max_steps, batch_size, checkpoint_every, run, amp="auto",
-                  channels_last="auto"):
-    return TrainConfig(max_steps=max_steps, batch_size=batch_size, checkpoint_every=checkpoint_every,
+def _train_config(ctx: StageContext, name, max_steps, checkpoint_every, run, amp="auto", channels_last="auto"):
+    return TrainConfig(max_steps=max_steps, checkpoint_every=checkpoint_every,
                        sample_every=max(1, max_steps // 4), log_every=max(1, min(50, max_steps // 10)),
                        seed=ctx.seed, device=str(ctx.device), out_dir=str(ctx.out_dir / "train" / name),
-                       amp=amp, channels_last=channels_last, progress=ctx.progress, run=run)
+                       amp=amp, channels_last=channels_last, compile=ctx.compile,
+                       loader_workers=ctx.loader_workers, progress=ctx.progress, run=run)
+
+
+def _save_model(path, *args):
+    """save_model on rank 0 (the only process under plain Python); every rank goes on once the file is there."""
+    if distributed.is_main():
+        save_model(path, *args)
+    distributed.barrier()
 
 
 def stacking_record(ctx: StageContext, *names) -> dict:
@@ -118,21 +126,21 @@ def train_pconv(ctx: StageContext, spec: PConvSpec, checkpoint_every=100, pca: M
     uv, observed = (ctx.train_uv, ctx.train_observed) if keep is None else (ctx.train_uv[keep], ctx.train_observed[keep])
     if pca is None:
         completer, trainer = model, PConvTrainer(model, loss, **args)
-        batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed)
+        batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed, ctx.device)
     else:
         completer = PCAPConvCascade(pca, model)
         trainer = CascadeTrainer(completer, loss, **args, cross_fit=cross_fit.fit(ctx.device, ctx.progress))
         fold = cross_fit.fold if keep is None else cross_fit.fold[keep]
-        batches = FoldedBatches(uv, observed, fold, ctx.hole_sampler(), spec.batch_size, ctx.seed)
-    train_cfg = _train_config(ctx, spec.name, spec.steps + spec.fine_tune_steps, spec.batch_size, checkpoint_every,
-                              run, spec.amp, spec.channels_last)
+        batches = FoldedBatches(uv, observed, fold, ctx.hole_sampler(), spec.batch_size, ctx.seed, ctx.device)
+    train_cfg = _train_config(ctx, spec.name, spec.steps + spec.fine_tune_steps, checkpoint_every, run, spec.amp,
+                              spec.channels_last)
     train(trainer, batches, train_cfg, sample_fn=lambda st, step: st.sample(batches(0)))
     model.eval()
     if pca is None:
-        save_model(path, "pconv", ctx.uv_size, asdict(cfg), model.state_dict(), run)
+        _save_model(path, "pconv", ctx.uv_size, asdict(cfg), model.state_dict(), run)
         return model.complete
     config, state = completer.state()
-    save_model(path, "pca_pconv", ctx.uv_size, config, state, run)
+    _save_model(path, "pca_pconv", ctx.uv_size, config, state, run)
     return completer
 
 
@@ -168,7 +176,7 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
     discriminator = PatchDiscriminator(ctx.uv_size, spec.base_width, in_channels=4)
     trainer = GANTrainer(generator, discriminator, ctx.atlas, lr=spec.lr, pixel_weight=spec.pixel_weight,
                      adv_weight=spec.adv_weight, extra_fn=cascade)
-    batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed)
+    batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed, ctx.device)
     per_epoch = spec.steps_per_epoch(len(uv))
     snapshots = {}
     for epoch in sorted(spec.epochs):
@@ -176,16 +184,16 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
         path = ctx.out_dir / f"model-{name}.pt"
         if not reusable(ctx.out_dir / "train" / spec.name, path, {**run, "epoch": epoch},
                         made_together=ctx.out_dir.glob(f"model-{spec.name}_ep*.pt")):
-            train(trainer, batches, _train_config(ctx, spec.name, epoch * per_epoch, spec.batch_size,
-                                                checkpoint_every, run, spec.amp, spec.channels_last),
+            train(trainer, batches, _train_config(ctx, spec.name, epoch * per_epoch, checkpoint_every, run,
+                                                spec.amp, spec.channels_last),
                   sample_fn=lambda st, step: st.sample(batches(0)))
             generator.eval()
             if cascade is None:
-                save_model(path, "gan", ctx.uv_size, asdict(generator.cfg), generator.state_dict(),
-                           {**run, "epoch": epoch})
+                _save_model(path, "gan", ctx.uv_size, asdict(generator.cfg), generator.state_dict(),
+                            {**run, "epoch": epoch})
             else:
                 config, state = CascadeThenGAN(cascade, generator).state()
-                save_model(path, "pca_pconv_gan", ctx.uv_size, config, state, {**run, "epoch": epoch})
+                _save_model(path, "pca_pconv_gan", ctx.uv_size, config, state, {**run, "epoch": epoch})
         snapshots[name] = load_model(path, ctx.device)[0]
     return snapshots
 
@@ -205,11 +213,11 @@ def train_blend(ctx: StageContext, pca: MaskedPCA, pconv: PConvUNet, name="blend
     torch.manual_seed(ctx.seed)
     blended = BlendedPCAPConv(pca, pconv, BlendNet(hidden))
     trainer = BlendTrainer(blended, ctx.atlas, lr=lr)
-    batches = TrainingBatches(uv, observed, ctx.hole_sampler(), batch_size, ctx.seed)
-    train(trainer, batches, _train_config(ctx, name, steps, batch_size, checkpoint_every, run),
+    batches = TrainingBatches(uv, observed, ctx.hole_sampler(), batch_size, ctx.seed, ctx.device)
+    train(trainer, batches, _train_config(ctx, name, steps, checkpoint_every, run),
           sample_fn=lambda st, step: st.sample(batches(0)))
     config, state = blended.state()
-    save_model(path, "blend", ctx.uv_size, config, state, run)
+    _save_model(path, "blend", ctx.uv_size, config, state, run)
     return blended
 
 

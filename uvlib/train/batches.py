@@ -3,15 +3,23 @@
 The hole bank mixes pose-simulated holes of training meshes (yaw 15-75 degrees either side) with borrowed
 holes (the unseen regions of training maps); the sampler draws from it and mirrors left-right at random,
 which the symmetric UV layout allows. Test holes come from the test split only, so nothing leaks.
+
+Feeding a GPU: TrainingBatches keeps the maps (as uint8 when that is exact, as maps read from PNGs are) and the
+hole bank on the training device when they fit, and cuts every batch there: only a few indices cross from the
+host per step, through pinned memory, so no step waits for the device. Maps that do not fit stay on the host and
+train() streams them through a DataLoader (`stream`) with worker processes and pinned memory. Either way a step's
+batch is the same function of (seed, step) as on the CPU, and under torchrun each rank takes its share of it.
 """
 import sys
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from uvlib.data.dataset import Dataset
 from uvlib.protocol.holes import borrowed_hole, pose_hole, random_pose
+from uvlib.train import distributed
 
 BANK_VERSION = 1
 
@@ -49,34 +57,112 @@ class HoleSampler:
         if bank.ndim != 3 or len(bank) == 0:
             raise ValueError("hole bank must be a non-empty (M, S, S) tensor; build it with build_hole_bank")
         self.bank = bank
+        self._placed = {}
 
     def __call__(self, observed: torch.Tensor, generator: torch.Generator = None) -> torch.Tensor:
-        b = observed.shape[0]
-        pick = torch.randint(len(self.bank), (b,), generator=generator)
-        flip = torch.rand(b, generator=generator) < 0.5
+        return self.draw(observed.shape[0], generator).to(observed.device)
+
+    def draw(self, n: int, generator: torch.Generator = None, part=slice(None)) -> torch.Tensor:
+        """n holes (a random bank entry, mirrored left-right half the time), of which `part` is returned, on the
+        bank's device. The random numbers come from `generator` on the host, so every device draws the same."""
+        pick = torch.randint(len(self.bank), (n,), generator=generator)[part]
+        flip = (torch.rand(n, generator=generator) < 0.5)[part]
+        pick, flip = to_device(pick, self.bank.device), to_device(flip, self.bank.device)
         holes = self.bank[pick]
-        holes[flip] = holes[flip].flip(-1)
-        return holes.unsqueeze(1).float().to(observed.device)
+        holes = torch.where(flip.view(-1, 1, 1), holes.flip(-1), holes)
+        return holes.unsqueeze(1).float()
+
+    def on(self, device: torch.device) -> "HoleSampler":
+        """This sampler with its bank on `device` (made once per device)."""
+        if self.bank.device == device:
+            return self
+        if device not in self._placed:
+            self._placed[device] = HoleSampler(self.bank.to(device))
+        return self._placed[device]
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on `device` without waiting for the device (pinned memory, asynchronous copy)."""
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def compact(maps: torch.Tensor) -> torch.Tensor:
+    """Float maps in [0, 1] as uint8 when `expand` gives them back bit for bit (maps read from 8-bit PNGs),
+    binary masks as bool; anything else unchanged. A quarter (an eighth) of the memory, the same batches."""
+    if not maps.is_floating_point():
+        return maps
+    if maps.dtype == torch.float32 and all(((m == 0) | (m == 1)).all() for m in maps.split(1024)):
+        return maps.bool()
+    quantised = torch.empty(maps.shape, dtype=torch.uint8)
+    for q, m in zip(quantised.split(1024), maps.split(1024)):
+        q.copy_(m.mul(255).round_().clamp_(0, 255))
+        if not torch.equal(q.float().div_(255), m):
+            return maps
+    return quantised
+
+
+def expand(stored: torch.Tensor) -> torch.Tensor:
+    """What `compact` stored, as float32 maps again."""
+    if stored.dtype == torch.uint8:
+        return stored.float().div_(255)
+    return stored.float() if stored.dtype == torch.bool else stored
+
+
+def fits_on(device: torch.device, nbytes: int, share=0.5) -> bool:
+    """Whether nbytes fit in `share` of the device's free memory (the host always holds them)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= share * free
 
 
 class TrainingBatches:
-    """Batches {'uv', 'observed', 'hole'} as a function of the step: `batches(step)`.
+    """Batches {'uv', 'observed', 'hole'} (+ one entry per `per_map` tensor) as a function of the step: `batches(step)`.
 
     A step's batch depends only on (seed, step), so a training job killed and resumed at step k sees exactly
     the batches an uninterrupted run would have seen. Each epoch is a fresh seeded permutation of the maps.
+    `device`: where the maps, the hole bank and the batches live (`.device`: the CPU when they do not fit).
+    Under torchrun each rank gets its contiguous share of every global batch of `batch_size` maps.
     """
 
-    def __init__(self, uv, observed, sampler: HoleSampler, batch_size, seed=0):
+    def __init__(self, uv, observed, sampler: HoleSampler, batch_size, seed=0, device="cpu", per_map=None):
         if len(uv) == 0:
             raise ValueError("no training maps; prepare a dataset with a non-empty train split")
-        self.uv, self.observed, self.sampler = uv, observed, sampler
         self.batch_size, self.seed = min(batch_size, len(uv)), seed
+        self.part = distributed.shard_slice(self.batch_size)
         self.per_epoch = len(uv) // self.batch_size
+        stored = {"uv": compact(uv), "observed": compact(observed), **(per_map or {})}
+        device = torch.device(device)
+        nbytes = sum(t.nbytes for t in stored.values()) + sampler.bank.nbytes
+        self.device = device if fits_on(device, nbytes) else torch.device("cpu")
+        self.stored = {k: t.to(self.device) for k, t in stored.items()}
+        self.sampler = sampler.on(self.device)
 
     def __call__(self, step: int) -> dict:
         epoch, k = divmod(step, self.per_epoch)
-        order = torch.randperm(len(self.uv), generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-        idx = order[k * self.batch_size:(k + 1) * self.batch_size]
+        order = torch.randperm(len(self.stored["uv"]),
+                               generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        idx = to_device(order[k * self.batch_size:(k + 1) * self.batch_size][self.part], self.device)
         generator = torch.Generator().manual_seed(self.seed * 100_003 + 7919 * step + 1)
-        observed = self.observed[idx]
-        return {"uv": self.uv[idx], "observed": observed, "hole": self.sampler(observed, generator)}
+        batch = {name: expand(t[idx]) if name in ("uv", "observed") else t[idx] for name, t in self.stored.items()}
+        return {"uv": batch.pop("uv"), "observed": batch.pop("observed"),
+                "hole": self.sampler.draw(self.batch_size, generator, self.part), **batch}
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """A callable step -> batch as a map-style dataset indexed by step, for a DataLoader."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __getitem__(self, step):
+        return self.batches(step)
+
+
+def stream(batches, steps: range, workers: int = 2) -> DataLoader:
+    """The batches of `steps`, in order, made by `workers` processes into pinned memory (maps kept on the host)."""
+    return DataLoader(StepBatches(batches), sampler=steps, batch_size=None, num_workers=workers,
+                      pin_memory=torch.cuda.is_available(),
+                      prefetch_factor=4 if workers else None, persistent_workers=False)

@@ -99,18 +99,11 @@ class CrossFittedPCA:
         return out
 
 
-class FoldedBatches:
+class FoldedBatches(TrainingBatches):
     """TrainingBatches whose batches also hold each map's fold: {'uv', 'observed', 'hole', 'fold'}.
 
-    Drawn by a TrainingBatches over the row numbers (it only indexes its maps), so the maps, holes and
-    order are exactly those of TrainingBatches(uv, observed, ...) and a resumed run replays them.
+    The maps, holes and order are exactly those of TrainingBatches(uv, observed, ...), so a resumed run replays them.
     """
 
-    def __init__(self, uv, observed, fold, sampler: HoleSampler, batch_size, seed=0):
-        self.uv, self.fold = uv, fold
-        self.rows = TrainingBatches(torch.arange(len(uv)), observed, sampler, batch_size, seed)
-
-    def __call__(self, step: int) -> dict:
-        batch = self.rows(step)
-        index = batch.pop("uv")
-        return {"uv": self.uv[index], **batch, "fold": self.fold[index]}
+    def __init__(self, uv, observed, fold, sampler: HoleSampler, batch_size, seed=0, device="cpu"):
+        super().__init__(uv, observed, sampler, batch_size, seed, device, per_map={"fold": fold})

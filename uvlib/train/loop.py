@@ -1,17 +1,23 @@
 """Shared training loop: seeding, device/AMP, CSV log, atomic checkpoints with resume, samples.
 
 A *trainer* owns its models, losses and optimisers and implements:
-    configure(runtime)            move to runtime.device, remember runtime.autocast()
-    training_step(batch, step)    forward/backward/optimizer steps -> {name: float} (loss parts, lr)
+    configure(runtime)            move to runtime.device, wrap its networks with runtime.parallel()
+    training_step(batch, step)    forward/backward/optimizer steps -> {name: 0-d tensor or float} (loss parts, lr)
     state_dict() / load_state_dict(state)   everything needed to resume, optimisers included
 train() drives any trainer (PConv, the PCA->PConv cascade, a GAN with two optimisers).
+
+The device is never waited for inside a step: loss parts stay tensors, summed on the device, and are read
+(checked for NaN/inf, averaged, logged) every `log_every` steps and before every checkpoint, so a non-finite
+loss stops the run at the next such check, naming the step it first appeared at, before any bad weights are saved.
+Under torchrun (uvlib.train.distributed) each rank trains its shard of the global batch in DistributedDataParallel
+and only rank 0 writes checkpoints, log, samples and plots.
 
 Exact resumption (same final numbers as an uninterrupted run on CPU) holds when `batches` is a
 callable step -> batch: the checkpoint restores the step and every RNG state, and the callable
 rebuilds the same batch for the same step. An iterator is used as-is and is not replayed, so a
 resumed run sees a fresh data order.
 
-Only the same run resumes: a checkpoint stores the run's identity (TrainConfig.seed, batch_size, amp and
+Only the same run resumes: a checkpoint stores the run's identity (TrainConfig.seed, amp and
 `run`, the caller's description of model spec and data). When the newest checkpoint was made for another
 run, its folder is moved aside (NAME.superseded-N) with one line naming the differing keys, and training
 starts afresh. max_steps may grow (a run continued), but a checkpoint beyond it is another run too.
@@ -32,12 +38,12 @@ import torch
 from tqdm.auto import tqdm
 
 from uvlib.protocol.figures import training_curves
+from uvlib.train import distributed
 
 
 @dataclass
 class TrainConfig:
     max_steps: int = 1000
-    batch_size: int = 16          # for whoever builds the batches; train() counts images itself
     checkpoint_every: int = 500
     sample_every: int = 500
     log_every: int = 50
@@ -45,13 +51,15 @@ class TrainConfig:
     device: str = "auto"          # "auto" -> cuda if available else cpu
     amp: str = "auto"             # "auto" -> bf16 autocast on cuda only; "bf16" | "off"
     channels_last: str = "auto"   # "auto" -> on for cuda; "on" | "off"
+    compile: bool = False         # torch.compile the trainer's networks (worth it on a GPU for long runs)
+    loader_workers: int = 2       # batches kept on the host while training on a GPU: DataLoader worker processes
     out_dir: str = "runs/train"
     keep_checkpoints: int = 2
     progress: bool = True
     run: dict = field(default_factory=dict)  # model spec, data fingerprint...: plain types only
 
 
-IDENTITY_FIELDS = ("seed", "batch_size", "amp", "run")  # a checkpoint with other values is another run
+IDENTITY_FIELDS = ("seed", "amp", "run")  # a checkpoint with other values is another run
 
 
 @dataclass
@@ -59,6 +67,15 @@ class Runtime:
     device: torch.device
     amp_dtype: torch.dtype | None
     channels_last: bool
+    compile: bool = False
+
+    def parallel(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The module as a training step calls it: in DistributedDataParallel under torchrun, compiled if asked.
+        Its parameters stay the module's own, so state_dict() of the plain module is what checkpoints keep."""
+        if distributed.active():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            module = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        return torch.compile(module) if self.compile else module
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
@@ -100,7 +117,7 @@ def resolve_runtime(cfg: TrainConfig) -> Runtime:
             raise ValueError(f"TrainConfig.{name}={getattr(cfg, name)!r}; use one of {allowed}")
     amp = cfg.amp == "bf16" or (cfg.amp == "auto" and on_cuda)
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and on_cuda)
-    return Runtime(device, torch.bfloat16 if amp else None, channels_last)
+    return Runtime(device, torch.bfloat16 if amp else None, channels_last, cfg.compile)
 
 
 def seed_everything(seed: int):
@@ -244,8 +261,17 @@ def save_grid(rows, path, pad=2):
 
 # ---------------------------------------------------------------------------------- the loop
 
-def batch_source(batches):
-    """Iterator -> next(); callable -> fn(step); other iterable (e.g. a DataLoader) -> cycled."""
+def batch_source(batches, steps: range, runtime: Runtime, workers: int):
+    """step -> batch. A callable is called with the step, except one whose maps stay on the host
+    (`batches.device` is the CPU) while training runs on a GPU: a DataLoader then calls it for `steps`, in
+    order, in `workers` processes, into pinned memory. An iterator -> next(); other iterables (a DataLoader)
+    are cycled."""
+    if callable(batches) and not hasattr(batches, "__next__"):
+        if getattr(batches, "device", None) == torch.device("cpu") and runtime.device.type == "cuda":
+            from uvlib.train.batches import stream
+            it = iter(stream(batches, steps, workers))
+            return lambda step: next(it)
+        return batches
     if hasattr(batches, "__next__"):
         def from_iterator(step):
             try:
@@ -254,8 +280,6 @@ def batch_source(batches):
                 raise ValueError(f"batches ran out at step {step}; pass an infinite iterator, "
                                  f"an iterable or a callable step -> batch") from None
         return from_iterator
-    if callable(batches):
-        return batches
     if hasattr(batches, "__iter__"):
         def cycle():
             while True:
@@ -271,32 +295,89 @@ def batch_source(batches):
                      f"or a callable step -> batch")
 
 
-def train(trainer: Trainer, batches, cfg: TrainConfig, sample_fn=None) -> dict[str, float]:
-    """Run steps until cfg.max_steps, resuming from the newest checkpoint in cfg.out_dir.
+class LossWindow:
+    """Loss parts of the steps since the last check, kept on the device so no step waits for it.
 
-    sample_fn(trainer, step) -> image rows for save_grid, written to out_dir/samples/ every
-    sample_every steps. Returns the last logged row. A NaN/inf value stops the run with a
-    FloatingPointError; the last good checkpoint stays in place.
-    """
-    for name in ("max_steps", "checkpoint_every", "sample_every", "log_every", "keep_checkpoints"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"TrainConfig.{name}={getattr(cfg, name)} must be >= 1")
-    out = Path(cfg.out_dir)
-    runtime = resolve_runtime(cfg)
+    add() sums tensor parts on the device and notes, also on the device, the first step each part went
+    non-finite; floats (a learning rate) are summed on the host. read() waits for the device once, averages
+    over the steps (and over the ranks under torchrun) and raises FloatingPointError for a non-finite part."""
+
+    def __init__(self):
+        self.keys, self.sums, self.first_bad, self.floats = [], None, None, {}
+        self.steps = self.images = 0
+        self.busy = 0.0
+
+    def add(self, values: dict, step: int, images: int):
+        tensors = {k: v for k, v in values.items() if torch.is_tensor(v)}
+        for key, value in values.items():
+            if key not in tensors:
+                value = float(value)
+                if not math.isfinite(value):
+                    raise_non_finite(key, value, step)
+                self.floats[key] = self.floats.get(key, 0.0) + value
+        if tensors:
+            parts = torch.stack([v.detach().float().reshape(()) for v in tensors.values()])
+            if self.sums is None:
+                self.keys, self.sums = list(tensors), torch.zeros_like(parts)
+                self.first_bad = torch.zeros(len(parts), dtype=torch.long, device=parts.device)
+            self.sums += parts
+            newly_bad = ~torch.isfinite(parts) & (self.first_bad == 0)
+            self.first_bad = torch.where(newly_bad, step, self.first_bad)
+        self.steps += 1
+        self.images += images
+
+    def read(self) -> dict:
+        """{part: mean over the window}; a FloatingPointError naming the first non-finite part and step."""
+        row = {k: v / max(self.steps, 1) for k, v in self.floats.items()}
+        if self.sums is not None:
+            tic = time.perf_counter()
+            sums = distributed.all_mean(self.sums)
+            first_bad = self.first_bad.tolist()           # the one wait for the device in this window
+            for key, total, bad in zip(self.keys, sums.tolist(), first_bad):
+                if bad or not math.isfinite(total):
+                    raise_non_finite(key, total, bad or None)
+                row[key] = total / self.steps
+            self.busy += time.perf_counter() - tic
+        return {k: row[k] for k in [*self.keys, *self.floats]}
+
+
+def raise_non_finite(key, value, step):
+    where = f"at step {step}" if step else "in another process"
+    raise FloatingPointError(f"loss part {key!r} is {value} {where}")
+
+
+def resumable_state(out: Path, cfg: TrainConfig):
+    """The newest checkpoint in `out` if this run can resume it, else None (another run's folder is set aside)."""
     state = load_checkpoint(checkpoint_paths(out)[-1]) if checkpoint_paths(out) else None
     differences = checkpoint_differences(state, cfg) if state is not None else []
     if differences:
         moved = set_aside(out)
         warnings.warn(f"{out} holds another run ({summarise_differences(differences)}); moved it to {moved.name} "
-                      f"and training afresh", stacklevel=2)
+                      f"and training afresh", stacklevel=5)
         state = None
     out.mkdir(parents=True, exist_ok=True)
+    return state
+
+
+def train(trainer: Trainer, batches, cfg: TrainConfig, sample_fn=None) -> dict[str, float]:
+    """Run steps until cfg.max_steps, resuming from the newest checkpoint in cfg.out_dir.
+
+    sample_fn(trainer, step) -> image rows for save_grid, written to out_dir/samples/ every
+    sample_every steps. Returns the last logged row. A NaN/inf loss part stops the run with a
+    FloatingPointError at the next log or checkpoint step; the last good checkpoint stays in place.
+    Under torchrun every rank calls train() alike; rank 0 alone writes into out_dir.
+    """
+    for name in ("max_steps", "checkpoint_every", "sample_every", "log_every", "keep_checkpoints"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"TrainConfig.{name}={getattr(cfg, name)} must be >= 1")
+    out, main = Path(cfg.out_dir), distributed.is_main()
+    runtime = resolve_runtime(cfg)
+    state = distributed.from_main(lambda: resumable_state(out, cfg))
     seed_everything(cfg.seed)
     trainer.configure(runtime)
-    next_batch = batch_source(batches)
     start, latest = 0, None
     if state is not None:
-        latest = checkpoint_paths(out)[-1]
+        latest = out / "checkpoints" / f"step_{state['step']:08d}.pt"
         try:
             trainer.load_state_dict(state["trainer"])
         except (KeyError, RuntimeError, ValueError) as err:
@@ -304,37 +385,37 @@ def train(trainer: Trainer, batches, cfg: TrainConfig, sample_fn=None) -> dict[s
                              f"use a fresh out_dir or delete its checkpoints") from None
         set_rng_state(state["rng"])
         start = state["step"]
-    log = CsvLog(out / "log.csv", start)
-    sums, n_steps, n_images, busy = {}, 0, 0, 0.0
-    last = {}
-    with tqdm(total=cfg.max_steps, initial=start, disable=not cfg.progress, desc=out.name) as bar:
+    next_batch = batch_source(batches, range(start + 1, cfg.max_steps + 1), runtime, cfg.loader_workers)
+    log = CsvLog(out / "log.csv", start) if main else None
+    window, last = LossWindow(), {}
+    world = distributed.world_size()
+    with tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and main), desc=out.name) as bar:
         for step in range(start + 1, cfg.max_steps + 1):
             tic = time.perf_counter()
             batch = runtime.to_device(next_batch(step))
-            values = trainer.training_step(batch, step)  # floats, so device work is finished
-            busy += time.perf_counter() - tic
-            for key, value in values.items():
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"loss part {key!r} is {value} at step {step}; stopped, "
-                                             f"last good checkpoint: {latest or 'none'}")
-                sums[key] = sums.get(key, 0.0) + value
-            n_steps += 1
-            n_images += len(next(iter(batch.values())))
+            values = trainer.training_step(batch, step)
+            window.busy += time.perf_counter() - tic
             done = step == cfg.max_steps
-            if step % cfg.log_every == 0 or done:
-                last = {"step": step, **{k: v / n_steps for k, v in sums.items()},
-                        "images_per_s": n_images / max(busy, 1e-9)}
-                log.append(last)
+            logged = step % cfg.log_every == 0 or done
+            try:
+                window.add(values, step, len(next(iter(batch.values()))) * world)
+                if logged or step % cfg.checkpoint_every == 0:
+                    parts = window.read()
+            except FloatingPointError as err:
+                raise FloatingPointError(f"{err}; stopped, last good checkpoint: {latest or 'none'}") from None
+            if logged:
+                last = {"step": step, **parts, "images_per_s": window.images / max(window.busy, 1e-9)}
+                if main:
+                    log.append(last)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in last.items() if k != "step"}, refresh=False)
-                sums, n_steps, n_images, busy = {}, 0, 0, 0.0
-            if sample_fn is not None and (step % cfg.sample_every == 0 or done):
+                window = LossWindow()
+            if main and sample_fn is not None and (step % cfg.sample_every == 0 or done):
                 (out / "samples").mkdir(exist_ok=True)
                 save_grid(sample_fn(trainer, step), out / "samples" / f"step_{step:08d}.png")
             if step % cfg.checkpoint_every == 0 or done:
-                latest = save_checkpoint(out, step, trainer, cfg)
+                latest = save_checkpoint(out, step, trainer, cfg) if main else out / "checkpoints"
             bar.update(1)
-    if (out / "log.csv").exists():
+    if main and (out / "log.csv").exists():
         training_curves({out.name: out / "log.csv"}, out / "loss.png", keep_open=False)
+    distributed.barrier()                         # the other ranks return once rank 0's files are in place
     return last
-
-

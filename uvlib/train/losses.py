@@ -74,8 +74,8 @@ class InpaintingLoss(nn.Module):
         parts["perceptual"], parts["style"] = (
             self._feature_terms(pred, comp, target, counted) if self.use_features else (zero, zero))
         total = sum(self.weights[k] * v for k, v in parts.items())
-        values = torch.stack([total.detach()] + [v.detach() for v in parts.values()]).tolist()
-        return total, dict(zip(["total", *parts], values))
+        values = torch.stack([total.detach()] + [v.detach() for v in parts.values()]).float()
+        return total, dict(zip(["total", *parts], values.unbind()))  # 0-d tensors: reading them waits for the device
 
     def _feature_terms(self, pred, comp, target, counted):
         def hide(x):

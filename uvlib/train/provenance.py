@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from uvlib.train import distributed
 from uvlib.train.loop import config_differences, set_aside, summarise_differences
 
 
@@ -59,7 +60,12 @@ def reusable(train_dir, path, run, made_together=()) -> bool:
 
     A model file of another run is moved, with its training folder `train_dir` and the model files made
     together with it (a GAN's snapshots), into train_dir.superseded-N; the caller then trains afresh.
+    Under torchrun rank 0 decides (and moves) and every rank gets its answer.
     """
+    return distributed.from_main(lambda: _reusable(train_dir, path, run, list(made_together)))
+
+
+def _reusable(train_dir, path, run, made_together) -> bool:
     path, train_dir = Path(path), Path(train_dir)
     if not path.is_file():
         return False
@@ -72,5 +78,5 @@ def reusable(train_dir, path, run, made_together=()) -> bool:
         if old.is_file():
             old.rename(moved / old.name)
     warnings.warn(f"{path.name} was made by another run ({summarise_differences(differences)}); moved it and "
-                  f"{train_dir.name}/ to {moved}; training afresh", stacklevel=3)
+                  f"{train_dir.name}/ to {moved}; training afresh", stacklevel=6)
     return False

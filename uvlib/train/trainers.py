@@ -3,9 +3,11 @@
 A trainer owns its models, losses and optimisers and implements configure(runtime), training_step(batch, step),
 sample(batch), state_dict() / load_state_dict(state). Batches are {"uv", "observed", "hole"} (+ "fold" for a
 cross-fitted cascade); every network sees known = observed * (1 - hole) * atlas.
-"""
-import math
 
+A step returns its loss parts as 0-d tensors and never reads them (that would wait for the device): train()
+checks them for NaN/inf every few steps. Training calls each network through runtime.parallel(net)
+(DistributedDataParallel under torchrun, torch.compile when asked); samples and state dicts use the plain network.
+"""
 import torch
 
 from uvlib.models.blend import BlendedPCAPConv
@@ -51,6 +53,7 @@ class PConvTrainer:
         self.fine_tune_after, self.lr_fine_tune = fine_tune_after, lr_fine_tune
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
         self.runtime = Runtime(torch.device("cpu"), None, False)
+        self.net = model
 
     def configure(self, runtime: Runtime):
         self.runtime = runtime
@@ -58,6 +61,7 @@ class PConvTrainer:
         self.model.to(runtime.device, memory_format=memory_format)
         self.loss.to(runtime.device)
         self.atlas = self.atlas.to(runtime.device)
+        self.net = runtime.parallel(self.model)
 
     def inputs(self, batch):
         missing = {"uv", "observed", "hole"} - set(batch)
@@ -78,18 +82,23 @@ class PConvTrainer:
         self.model.train()
         uv_in, known, extra = self.inputs(batch)
         with self.runtime.autocast():
-            pred = self.model(uv_in, known, extra)
+            pred = self.net(uv_in, known, extra)
             total, parts = self.loss(pred, batch["uv"], known, batch["observed"], self.atlas)
-        if all(math.isfinite(v) for v in parts.values()):  # else train() stops; keep weights clean
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
         return {**parts, "lr": self.optimizer.param_groups[0]["lr"]}
 
     def start_fine_tune(self):
-        freeze_encoder_bn(self.model)
+        self.freeze_encoder_bn()
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_fine_tune
+
+    def freeze_encoder_bn(self):
+        """The paper's fine-tuning: encoder batch-norm frozen; DDP is rebuilt for the smaller set of trained weights."""
+        freeze_encoder_bn(self.model)
+        if self.net is not self.model:
+            self.net = self.runtime.parallel(self.model)
 
     def sample(self, batch, limit=8):
         return sample_rows(self.model, self.runtime, self.inputs, batch, limit)
@@ -100,7 +109,7 @@ class PConvTrainer:
 
     def load_state_dict(self, state):
         if state["fine_tune"] and not self.model.fine_tune:
-            freeze_encoder_bn(self.model)
+            self.freeze_encoder_bn()
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
 
@@ -171,6 +180,7 @@ class GANTrainer:
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
         self.runtime = Runtime(torch.device("cpu"), None, False)
+        self.g_net, self.d_net = generator, discriminator
 
     def configure(self, runtime: Runtime):
         self.runtime = runtime
@@ -180,6 +190,7 @@ class GANTrainer:
         self.atlas = self.atlas.to(runtime.device)
         if hasattr(self.extra_fn, "to"):
             self.extra_fn.to(runtime.device)
+        self.g_net, self.d_net = runtime.parallel(self.generator), runtime.parallel(self.discriminator)
 
     def inputs(self, batch):
         known = known_texels(batch["observed"], batch["hole"], self.atlas)
@@ -201,28 +212,28 @@ class GANTrainer:
         uv_in, known, extra = self.inputs(batch)
         real_in = discriminator_input(uv, observed, self.atlas)
         with self.runtime.autocast():
-            pred = self.generator(uv_in, known, extra)
+            pred = self.g_net(uv_in, known, extra)
             fake_in = discriminator_input(composite(pred, uv, known), observed, self.atlas)
-            d_loss = 0.5 * (lsgan_loss(self.discriminator(real_in), 1.0) +
-                            lsgan_loss(self.discriminator(fake_in.detach()), 0.0))
+            d_loss = 0.5 * (lsgan_loss(self.d_net(real_in), 1.0) +
+                            lsgan_loss(self.d_net(fake_in.detach()), 0.0))
         self._update(self.opt_d, d_loss)
 
-        self.discriminator.requires_grad_(False)  # G's step needs grads through D, not of D
+        # G's step needs grads through D, not of D: the plain D, frozen, so DDP expects no gradients of it
+        self.discriminator.requires_grad_(False)
         with self.runtime.autocast():
             adv = lsgan_loss(self.discriminator(fake_in), 1.0)
             pixel = self.pixel_loss(pred, uv, known, observed)
             g_loss = self.pixel_weight * pixel + self.adv_weight * adv
         self._update(self.opt_g, g_loss)
         self.discriminator.requires_grad_(True)
-        values = torch.stack([g_loss, pixel, adv, d_loss]).detach().float().tolist()
+        values = torch.stack([g_loss, pixel, adv, d_loss]).detach().float().unbind()
         return {**dict(zip(["g_total", "pixel", "adv", "d"], values)), "lr": self.opt_g.param_groups[0]["lr"]}
 
     @staticmethod
     def _update(optimizer, loss):
-        if torch.isfinite(loss):  # else train() stops; keep the weights clean
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
     def sample(self, batch, limit=8):
         return sample_rows(self.generator, self.runtime, self.inputs, batch, limit)
@@ -256,11 +267,13 @@ class BlendTrainer:
         blended.pconv.requires_grad_(False)
         self.optimizer = torch.optim.Adam(blended.blend.parameters(), lr=lr)
         self.runtime = Runtime(torch.device("cpu"), None, False)
+        self.net = blended.blend
 
     def configure(self, runtime: Runtime):
         self.runtime = runtime
         self.blended.to(runtime.device)
         self.atlas = self.atlas.to(runtime.device)
+        self.net = runtime.parallel(self.blended.blend)
 
     def inputs(self, batch):
         known = known_texels(batch["observed"], batch["hole"], self.atlas)
@@ -268,19 +281,18 @@ class BlendTrainer:
         return uv_in, known, self.blended.fills(uv_in, known)
 
     def training_step(self, batch, step):
-        blend = self.blended.blend.train()
+        self.blended.blend.train()
         uv_in, known, (pca_fill, pconv_fill) = self.inputs(batch)
         counted = batch["observed"] * self.atlas
         with self.runtime.autocast():
-            pred = blend(pca_fill, pconv_fill, uv_in, known)
+            pred = self.net(pca_fill, pconv_fill, uv_in, known)
         hole = masked_mean((pred - batch["uv"]).abs(), counted * (1 - known))
         on_known = masked_mean((pred - batch["uv"]).abs(), counted * known)
         total = hole + self.known_weight * on_known
-        if torch.isfinite(total):  # else train() stops; keep the weights clean
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.optimizer.step()
-        values = torch.stack([total, hole, on_known]).detach().tolist()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        values = torch.stack([total, hole, on_known]).detach().float().unbind()
         return {**dict(zip(["total", "hole", "known"], values)), "lr": self.optimizer.param_groups[0]["lr"]}
 
     @torch.no_grad()
