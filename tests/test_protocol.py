@@ -162,3 +162,36 @@ def test_baselines_on_a_damaged_map_name_the_file_and_the_fix(tiny_dataset, tmp_
     assert main(["baselines", str(root), str(tmp_path / "out"), "--split", split, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(damaged) in err and "uvlib prep" in err
+
+
+@pytest.mark.parametrize("build", ["hole bank", "test cases"])
+def test_two_processes_writing_the_same_cache_at_once_both_succeed(tiny_dataset, tmp_path, monkeypatch, build):
+    """torchrun ranks may build a cache together: rank B writes and renames its file between rank A's write and
+    rename. Each writes its own temporary file, so both finish and the cache is whole."""
+    import os
+    import shutil
+    from pathlib import Path
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset.root, root)
+    ds = open_dataset(root)
+    make = {"hole bank": lambda: build_hole_bank(ds, "train", seed=0, n_pose=2, progress=False),
+            "test cases": lambda: load_test_cases(ds, "train", seed=0, progress=False)}[build]
+    real_replace, real_getpid, other_ran = Path.replace, os.getpid, []
+
+    def replace_after_the_other_rank(self, target):
+        if not other_ran:
+            other_ran.append(True)
+            monkeypatch.setattr(os, "getpid", lambda: real_getpid() + 1)   # the other rank's process
+            make()
+            monkeypatch.setattr(os, "getpid", real_getpid)
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace_after_the_other_rank)
+    first = make()
+    monkeypatch.setattr(Path, "replace", real_replace)
+    again = make()
+    if build == "hole bank":
+        assert torch.equal(first, again)
+    else:
+        assert (first.image == again.image).all() and (first.hole == again.hole).all()
+    assert not list((root / "protocol").glob("*.tmp.npz"))

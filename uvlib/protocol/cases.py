@@ -6,6 +6,7 @@ split are fixed by the seed and cached in DATASET/protocol/, so every method see
 cache records a fingerprint of what it was built from (the split's face ids, seed, UV size, protocol version)
 and is rebuilt when that changes.
 """
+import os
 import sys
 
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def load_test_cases(ds: Dataset, split="test", seed=0, kinds=DEFAULT_KINDS, limi
         print(f"test cases {path} were built from other data or settings; rebuilding them", file=sys.stderr)
     cases = build_test_cases(ds, split, seed, kinds, limit, progress)
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")    # per process: ranks of a torchrun job may build it at once
     np.savez_compressed(tmp, image=cases.image, kind=cases.kind, hole_yaw=cases.hole_yaw, fingerprint=digest,
                         hole=np.packbits(cases.hole.reshape(len(cases.image), -1), axis=1))
     tmp.replace(path)

@@ -10,6 +10,7 @@ host per step, through pinned memory, so no step waits for the device. Maps that
 train() streams them through a DataLoader (`stream`) with worker processes and pinned memory. Either way a step's
 batch is the same function of (seed, step) as on the CPU, and under torchrun each rank takes its share of it.
 """
+import os
 import sys
 
 import numpy as np
@@ -44,7 +45,7 @@ def build_hole_bank(ds: Dataset, split="train", seed=0, n_pose=512, limit=None, 
         holes.append(pose_hole(ds.mesh(rows[k]["id"]), size, yaw, pitch))
     holes = np.stack(holes)
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")    # per process: ranks of a torchrun job may build it at once
     np.savez_compressed(tmp, hole=np.packbits(holes.reshape(len(holes), -1), axis=1), fingerprint=digest)
     tmp.replace(path)
     return torch.from_numpy(holes)
