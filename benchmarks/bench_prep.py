@@ -3,7 +3,9 @@
     python benchmarks/bench_prep.py [--photos ../shared/data/celeba-dev] [--n 200] [--size 128]
 
 Prints photos/s for each unwrap method on identical fitted meshes (fitting excluded), then the whole
-`uvlib prep` pipeline (read + detect + mesh + unwrap + write, all cores) on the same photos.
+`uvlib prep` pipeline (read + detect + mesh + unwrap + write, all cores) on the same photos, once with each
+mesh fitter side by side: "crops" (the landmark model on our own checked crops, the default) and "graph"
+(MediaPipe's FaceMesh graph, the fitter it replaced).
 """
 import argparse
 import os
@@ -12,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from uvlib.facefit import FaceFitter
+from uvlib.facefit import MESH_FITTERS, FaceFitter
 from uvlib.photo import read_photo
 from uvlib.prep import PrepConfig, prepare
 from uvlib.sources import folder_photos
@@ -47,15 +49,16 @@ def main():
     print(f"unwrap griddata : {rates['griddata']:8.1f} photos/s (1 core)")
     print(f"warp / griddata : {rates['warp'] / rates['griddata']:8.1f}x")
 
-    out = Path(tempfile.mkdtemp()) / "dataset"
-    try:
-        start = time.perf_counter()
-        summary = prepare(photos, out, PrepConfig(uv_size=args.size), progress=False)
-        elapsed = time.perf_counter() - start
-    finally:
-        shutil.rmtree(out.parent)
-    print(f"whole prep      : {len(photos) / elapsed:8.1f} photos/s ({summary['ok']} ok, {summary['failed']} failed, "
-          f"{elapsed:.1f} s incl. worker start-up; all cores)")
+    for mesh in MESH_FITTERS:
+        out = Path(tempfile.mkdtemp()) / "dataset"
+        try:
+            start = time.perf_counter()
+            summary = prepare(photos, out, PrepConfig(uv_size=args.size, mesh=mesh), progress=False)
+            elapsed = time.perf_counter() - start
+        finally:
+            shutil.rmtree(out.parent)
+        print(f"whole prep {mesh:5s}: {len(photos) / elapsed:8.1f} photos/s ({summary['ok']} ok, "
+              f"{summary['failed']} failed, {elapsed:.1f} s incl. worker start-up; all cores)")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .dataset import FORMAT, VERSION, finalize, manifest_files, read_json, read_manifest, read_records, write_json
-from .facefit import FaceFitter
+from .facefit import MESH_FITTERS, FaceFitter
 from .mesh import check_uv_size, uv_atlas
 from .photo import PhotoError, read_photo
 from .sources import check_unique_keys
@@ -38,6 +38,7 @@ class PrepConfig:
     workers: int = 0          # 0 = one per CPU core
     split_seed: int = 0
     groups: str = "photo"     # how photos were grouped for the split (uvlib.sources.grouping)
+    mesh: str = "crops"       # FaceFitter's mesh fitting: "crops" or the old "graph" (kept for benchmarks)
 
     def validate(self):
         check_uv_size(self.uv_size)
@@ -46,6 +47,8 @@ class PrepConfig:
         i, n = self.shard
         if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
             raise ValueError(f"--shard {i}/{n} is invalid; use i/n with 0 <= i < n, e.g. 0/4")
+        if self.mesh not in MESH_FITTERS:
+            raise ValueError(f"mesh fitter {self.mesh!r} is unknown; use one of {MESH_FITTERS}")
         if self.workers < 0:
             raise ValueError(f"--workers {self.workers} is invalid; use 0 (one per core) or a positive count")
 
@@ -62,9 +65,9 @@ OUTPUTS = (("uv", "png"), ("vis", "png"), ("mesh", "npy"))
 _fitter = None
 
 
-def _init_worker(verbose=False):
+def _init_worker(verbose=False, mesh="crops"):
     global _fitter
-    _fitter = FaceFitter(native_logs=verbose)
+    _fitter = FaceFitter(native_logs=verbose, mesh=mesh)
 
 
 def _checksum(data: bytes) -> str:
@@ -228,10 +231,10 @@ def prepare(photos, out, cfg: PrepConfig = PrepConfig(), source_name="", progres
         jobs = [(p, out, cfg) for p in todo]
         bar = tqdm(total=len(jobs), desc=f"prep {out.name}", unit="photo", disable=not progress)
         if workers == 1 or len(jobs) < 8:
-            _init_worker(verbose)
+            _init_worker(verbose, cfg.mesh)
             results = map(_process, jobs)
         else:
-            pool = get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(verbose,))
+            pool = get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(verbose, cfg.mesh))
             results = pool.imap_unordered(_process, jobs, chunksize=4)
         try:
             for rec in results:
