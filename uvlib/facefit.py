@@ -39,6 +39,7 @@ MIN_MESH_SCORE = 0.5    # the landmark model's face score (MediaPipe's own thres
 MAX_MIRROR_YAW_GAP = 15.0   # degrees between the fit and the mirrored fit (median gap on CFP profiles: 3)
 KEYPOINT_TURN = 0.18    # |nose - eye midpoint| / box width above which the detector's keypoints say "turned"
 KEYPOINT_YAW = 10.0     # ... and the mesh must then be turned at least this far the same way
+TURNED_YAW = 30.0       # a whole-photo fit (the last resort) must be turned at least this far
 
 MESH_FITTERS = ("crops", "graph")   # FaceFitter(mesh=...): our checked crops, or MediaPipe's FaceMesh graph
 NOT_FITTED = "face found but the mesh could not be fitted"
@@ -285,12 +286,19 @@ class FaceFitter:
         return [], (fitting or reasons)[0]
 
     def _fit_whole_photo(self, image, detection):
-        """One face fitted on crops spanning the photo (whole_photo), checked against `detection`'s keypoints,
-        or ([], reason)."""
+        """One face fitted on crops spanning the photo (whole_photo) and checked against `detection`, or
+        ([], reason). The fit must be turned at least TURNED_YAW: the photos that get here are those whose face
+        the detectors missed or whose box-centred crops all failed, which near-frontal faces do not do, and
+        on CFP profiles the near-frontal whole-photo fits were ears and headphones. After a detection failed,
+        the fit must also cover the detected face."""
         box = whole_photo(image).box
         landmarks, reason = self.fit_detection(image, detection, box=box)
         if landmarks is None:
             return [], reason
         scale, rotation, _, yaw, pitch, roll = estimate_pose(landmarks)
+        x, y, w, h = detection.box
+        if abs(yaw) < TURNED_YAW or (detection.keypoints is not None and
+                                     not roi_from_landmarks(landmarks).contains(x + w / 2, y + h / 2)):
+            return [], NOT_FITTED
         return [FaceFit(landmarks.astype(np.float32), box, detection.score, float(yaw), float(pitch), float(roll),
                         float(scale), rotation)], ""
