@@ -7,10 +7,13 @@ and their boxes are merged. Each face is then fitted with the FaceMesh landmark 
 
 Why the mirrored fit: a face turned far (a profile) is where the landmark model fails or, worse, returns a
 confident but wrong mesh (a profile posed as frontal, its "texture" an ear). The same crop mirrored left-right
-is an independent second opinion: a fit is kept only when both fits are confident and agree on the yaw, and
-when the detector's keypoints (nose against the eyes) do not say the face is turned the other way. A fit
-that disagrees is recorded as failed with that reason, never kept as truth. Crops that fail are retried
-larger and rotated (CROP_TRIES). The FaceMesh graph (`mesh="graph"`) is kept for comparison (benchmarks).
+is a second opinion: a fit is kept only when one of the two is confident (both, for any face but the largest),
+they agree on the yaw, and the detector's keypoints (nose against the eyes) do not say the face is turned
+the other way. A fit that disagrees is recorded as failed with that reason, never kept as truth. Crops that
+fail are retried larger, smaller and rotated (CROP_TRIES); a small extra detection centred inside a head
+already tried (an ear, a mouth of a face fitted or not) is dropped; a photo with no detection or no fitted face gets one last try
+on the whole photo, kept only if turned (TURNED_YAW). The FaceMesh graph (`mesh="graph"`) stays selectable
+for comparison (benchmarks/bench_prep.py).
 
 Landmarks are in image pixels: x right, y down, z in the same pixel scale with smaller z closer to the camera.
 
@@ -27,7 +30,7 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .landmarks import LandmarkModel, Roi, roi_from_landmarks
+from .landmarks import ROI_SCALE, LandmarkModel, Roi, roi_from_landmarks
 from .mesh import face_model
 
 MIN_FACE_PX = 48
@@ -88,7 +91,7 @@ class Detection:
     box: tuple                 # (x, y, w, h) in pixels
     score: float
     keypoints: np.ndarray      # (6, 2) BlazeFace's right eye, left eye, nose tip, mouth, right ear, left ear;
-                               # None for the whole-photo crop tried when no detector finds a face
+                               # None for the whole-photo stand-in used when no detector finds a face
 
     def turn(self) -> float:
         """The keypoints' own say on yaw: nose tip minus eye midpoint along x over the box width (+ = towards
@@ -224,10 +227,10 @@ class FaceFitter:
             roi = Roi(x + bw / 2, y + bh / 2, scale * max(bw, bh), float(np.radians(degrees)))
             first, score = self._landmarks.run(image, roi)
             if score < MIN_MESH_SCORE:
-                first, score = self._landmarks.run(image, roi, mirrored=True)
-                if score < MIN_MESH_SCORE:
-                    continue
-            refined = roi_from_landmarks(first)
+                flipped, flipped_score = self._landmarks.run(image, roi, mirrored=True)
+                if flipped_score > score:
+                    first = flipped
+            refined = roi_from_landmarks(first)     # only the refined fits are judged
             direct, score = self._landmarks.run(image, refined)
             mirrored, mirrored_score = self._landmarks.run(image, refined, mirrored=True)
             if (min if both_confident else max)(score, mirrored_score) < MIN_MESH_SCORE:
@@ -259,7 +262,7 @@ class FaceFitter:
         for det in detections:
             x, y, bw, bh = det.box
             if any(head.contains(x + bw / 2, y + bh / 2) for head in heads):
-                continue    # an ear, eye or mouth of a face already fitted, found again as a small "face"
+                continue    # an ear, eye or mouth of a face already tried, found again as a small "face"
             if max(bw, bh) < self.min_face_px:
                 reasons.append(f"face too small (< {self.min_face_px} px)")
                 continue
@@ -269,6 +272,7 @@ class FaceFitter:
                 landmarks, reason = self.fit_detection(image, det, both_confident=bool(heads or reasons))
             if landmarks is None:
                 reasons.append(reason)
+                heads.append(Roi(x + bw / 2, y + bh / 2, ROI_SCALE * max(bw, bh)))
                 continue
             heads.append(roi_from_landmarks(landmarks))
             scale, rotation, _, yaw, pitch, roll = estimate_pose(landmarks)
