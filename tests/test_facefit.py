@@ -1,11 +1,16 @@
 """The face fitter on turned faces: crops the FaceMesh graph misses, and the gate against wrong poses."""
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from uvlib.facefit import KEYPOINTS_DISAGREE, Detection, FaceFitter
 from uvlib.landmarks import mirror_index
 from uvlib.mesh import face_model
 from uvlib.photo import read_photo
-from tests.conftest import DEMO
+from uvlib.prep import PrepConfig
+
+DEMO = Path(__file__).resolve().parents[1] / "demo" / "photos"
 
 
 def turned_left():
@@ -65,3 +70,8 @@ def test_a_small_extra_face_inside_a_fitted_head_is_not_kept(fitter, monkeypatch
     monkeypatch.setattr(fitter, "detect", lambda _: [face, ear])
     faces, _ = fitter.fit(image)
     assert [f.box for f in faces] == [face.box]
+
+
+def test_an_unknown_mesh_fitter_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="mesh fitter 'graf' is unknown; use one of"):
+        PrepConfig(mesh="graf").validate()
