@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from uvlib import __version__
 from uvlib.data.dataset import FORMAT, VERSION, finalize, manifest_files, read_json, read_manifest, read_records, write_json
-from uvlib.data.facefit import FaceFitter
+from uvlib.data.facefit import MESH_FITTERS, FaceFitter
 from uvlib.data.occluders import HandDetector, find_occluders, parse_occluders
 from uvlib.geometry.mesh import check_uv_size, uv_atlas
 from uvlib.data.photo import PhotoError, read_photo
@@ -40,6 +40,7 @@ class PrepConfig:
     split_seed: int = 0
     groups: str = "photo"     # how photos were grouped for the split (uvlib.data.sources.grouping)
     occluders: str = "hands+appearance"   # tests that keep hands, hair, objects out of the seen texels
+    mesh: str = "crops"       # FaceFitter's mesh fitting: "crops" or the old "graph" (kept for benchmarks)
 
     def validate(self):
         check_uv_size(self.uv_size)
@@ -48,6 +49,8 @@ class PrepConfig:
         i, n = self.shard
         if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
             raise ValueError(f"--shard {i}/{n} is invalid; use i/n with 0 <= i < n, e.g. 0/4")
+        if self.mesh not in MESH_FITTERS:
+            raise ValueError(f"mesh fitter {self.mesh!r} is unknown; use one of {MESH_FITTERS}")
         if self.workers < 0:
             raise ValueError(f"--workers {self.workers} is invalid; use 0 (one per core) or a positive count")
         parse_occluders(self.occluders)
@@ -65,9 +68,9 @@ OUTPUTS = (("uv", "png"), ("vis", "png"), ("vis_unfiltered", "png"), ("mesh", "n
 _fitter = _hands = None
 
 
-def _init_worker(verbose=False, occluders=PrepConfig.occluders):
+def _init_worker(verbose=False, occluders=PrepConfig.occluders, mesh=PrepConfig.mesh):
     global _fitter, _hands
-    _fitter = FaceFitter(native_logs=verbose)
+    _fitter = FaceFitter(native_logs=verbose, mesh=mesh)
     _hands = HandDetector(native_logs=verbose) if "hands" in parse_occluders(occluders) else None
 
 
@@ -242,10 +245,10 @@ def prepare(photos, out, cfg: PrepConfig = PrepConfig(), source_name="", progres
         jobs = [(p, out, cfg) for p in todo]
         bar = tqdm(total=len(jobs), desc=f"prep {out.name}", unit="photo", disable=not progress)
         if workers == 1 or len(jobs) < 8:
-            _init_worker(verbose, cfg.occluders)
+            _init_worker(verbose, cfg.occluders, cfg.mesh)
             results = map(_process, jobs)
         else:
-            pool = get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(verbose, cfg.occluders))
+            pool = get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(verbose, cfg.occluders, cfg.mesh))
             results = pool.imap_unordered(_process, jobs, chunksize=4)
         try:
             for rec in results:
