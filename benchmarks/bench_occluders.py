@@ -56,7 +56,7 @@ def hair_patches(fitter, n):
             continue
         lm = faces[0].landmarks
         (x0, _), (x1, _) = lm[:, :2].min(0), lm[:, :2].max(0)
-        top, height = lm[10, 1], lm[:, 1].ptp()
+        top, height = lm[10, 1], np.ptp(lm[:, 1])
         y0 = int(max(0, top - 0.35 * height))
         if top - y0 < 0.2 * height:
             continue

@@ -14,6 +14,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing uvlib and its pinned dependencies into $(python -c 'import sys; print(sys.prefix)')" >&2
   python -m pip install -q --upgrade pip
   python -m pip install -q "torch==2.13.0"
+  # mediapipe (numpy<2 build, used before) and mediapipe-numpy2 install the same `mediapipe` package: remove the
+  # old distribution before installing, so an older .venv upgrades cleanly instead of holding both.
+  python -m pip uninstall -q -y mediapipe 2>/dev/null || true
   python -m pip install -q -e ".[dev]"
   echo "$want" > "$stamp"
 fi
