@@ -13,10 +13,10 @@ import time
 import torch
 
 from uvlib.data.dataset import open_dataset
-from uvlib.protocol.cases import load_benchmark, score
-from uvlib.train.autoencoder import fit_autoencoder
 from uvlib.models.autoencoder import LinearAutoencoder
 from uvlib.models.pca import MaskedPCA
+from uvlib.protocol.cases import load_benchmark, score
+from uvlib.train.autoencoder import fit_autoencoder
 
 
 def main():

@@ -14,12 +14,12 @@ import argparse
 import numpy as np
 import torch
 
-from uvlib.train.crossfit import CrossFittedPCA
 from uvlib.data.dataset import open_dataset
-from uvlib.protocol.cases import Benchmark, TestCases, load_benchmark, score
 from uvlib.models.cascade import load_pca
 from uvlib.models.registry import load_model
+from uvlib.protocol.cases import Benchmark, TestCases, load_benchmark, score
 from uvlib.study.params import dataset_path, project_path
+from uvlib.train.crossfit import CrossFittedPCA
 
 
 def fold_psnr(cross_fit: CrossFittedPCA, bench: Benchmark) -> float:

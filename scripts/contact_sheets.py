@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from uvlib.geometry.mesh import face_model
 from uvlib.data.photo import read_photo
+from uvlib.geometry.mesh import face_model
 
 TILE = 192
 

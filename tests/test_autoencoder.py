@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from uvlib.train.autoencoder import fit_autoencoder
 from uvlib.models.autoencoder import ARCHITECTURES, FCAutoencoder, LinearAutoencoder
+from uvlib.train.autoencoder import fit_autoencoder
 
 S = 8
 

@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from uvlib.protocol.baselines import OpenCVInpaint, SymmetryFill, make_baselines
-
 from uvlib.models.mean_face import MeanFace
+from uvlib.protocol.baselines import OpenCVInpaint, SymmetryFill, make_baselines
 
 
 def hand_made_observations():

@@ -1,7 +1,7 @@
 """Training batches: maps kept as uint8 when that is exact, the same batches as float maps, streamed in order."""
 import torch
-
 from test_stacking import box_holes, maps
+
 from uvlib.train.batches import HoleSampler, TrainingBatches, compact, expand, stream
 
 

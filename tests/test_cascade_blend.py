@@ -1,16 +1,15 @@
 import pytest
 import torch
 
-from uvlib.train.losses import InpaintingLoss
 from uvlib.models import registry
 from uvlib.models.blend import BlendedPCAPConv, BlendNet
-from uvlib.train.trainers import BlendTrainer
 from uvlib.models.cascade import CascadeThenGAN, PCAPConvCascade
-from uvlib.train.trainers import CascadeTrainer
 from uvlib.models.gan import Generator, GeneratorConfig
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.train.loop import TrainConfig, train
+from uvlib.train.losses import InpaintingLoss
+from uvlib.train.trainers import BlendTrainer, CascadeTrainer
 
 S = 16
 

@@ -7,10 +7,10 @@ import pathlib
 import pytest
 import torch
 
-from uvlib.models.mean_face import MeanFace
 from uvlib.app.cli import main
 from uvlib.data.dataset import FORMAT, INDEX_FIELDS, VERSION
 from uvlib.geometry.mesh import uv_atlas
+from uvlib.models.mean_face import MeanFace
 from uvlib.models.registry import save_model
 
 NOT_WRITABLE = "/sys/uvlib-test-out"     # mkdir fails there for root too
@@ -134,8 +134,8 @@ class RunsAShellCommand(WritesAFile):
 
 @pytest.mark.parametrize("payload", [WritesAFile, RunsAShellCommand])
 def test_a_crafted_model_file_is_refused_and_runs_nothing(files, tmp_path, capsys, payload):
-    from uvlib.study.recipes import _saved
     from uvlib.protocol.runs import stage_dir
+    from uvlib.study.recipes import _saved
     marker = tmp_path / "pwned"
     stage = tmp_path / "run" / "01_pca"
     stage.mkdir(parents=True)

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from uvlib.models.mean_face import MeanFace
 from uvlib.app.complete import add_parser, complete_photos, parse_yaws, resolve_model, summary_line
-from uvlib.geometry.render import gif_yaws
 from uvlib.geometry.mesh import uv_atlas
+from uvlib.geometry.render import gif_yaws
+from uvlib.models.mean_face import MeanFace
 from uvlib.models.registry import save_model
 
 

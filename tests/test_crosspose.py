@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from uvlib.models.mean_face import MeanFace
 from uvlib.app.cli import main
-from uvlib.protocol.crosspose import apply_colour, build_pairs, candidate_pairs, fit_colour, score_pairs, table_rows
 from uvlib.data.dataset import FORMAT, INDEX_FIELDS, VERSION, DatasetError, open_dataset
-from uvlib.protocol.metrics import PSNR_CAP_DB
+from uvlib.models.mean_face import MeanFace
 from uvlib.models.registry import save_model
+from uvlib.protocol.crosspose import apply_colour, build_pairs, candidate_pairs, fit_colour, score_pairs, table_rows
+from uvlib.protocol.metrics import PSNR_CAP_DB
 
 SIZE = 32
 GAIN, OFFSET = 0.5, 20          # the turned photos' colours: GAIN * reference + OFFSET (8-bit), exact in uint8

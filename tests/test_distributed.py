@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from test_stacking import box_holes, make_ctx, maps, spec
 
-from test_stacking import make_ctx, maps, box_holes, spec
 from uvlib.models.registry import load_model
 from uvlib.ops import known_texels
 from uvlib.protocol.metrics import hole_scores

@@ -10,17 +10,17 @@ import pytest
 import torch
 from PIL import Image
 from scipy import ndimage
-
-from uvlib.models.mean_face import MeanFace
 from test_complete import run_cli
-from uvlib.protocol.figures import complete_uv
+
 from uvlib.app.export import (CAMERA_AXES, export_face, face_texture, load_exported, mesh_vertices, parse_formats,
-                          render_exported)
-from uvlib.geometry.pose import estimate_pose, reposed_mesh
+                              render_exported)
 from uvlib.geometry.mesh import face_model, uv_atlas
-from uvlib.models.registry import save_model
+from uvlib.geometry.pose import estimate_pose, reposed_mesh
 from uvlib.geometry.render import render, turntable
 from uvlib.geometry.unwrap import unwrap
+from uvlib.models.mean_face import MeanFace
+from uvlib.models.registry import save_model
+from uvlib.protocol.figures import complete_uv
 
 S = 64            # the completion's size
 BIG = 128         # the exported texture's size where a test asks for a larger one

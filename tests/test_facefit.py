@@ -6,9 +6,9 @@ import pytest
 
 from uvlib.data.facefit import KEYPOINTS_DISAGREE, Detection, FaceFitter
 from uvlib.data.landmarks import mirror_index
-from uvlib.geometry.mesh import face_model
 from uvlib.data.photo import read_photo
 from uvlib.data.prep import PrepConfig
+from uvlib.geometry.mesh import face_model
 
 DEMO = Path(__file__).resolve().parents[1] / "demo" / "photos"
 

@@ -6,8 +6,8 @@ import torch
 
 from uvlib.models import registry
 from uvlib.models.gan import Generator, GeneratorConfig, PatchDiscriminator
-from uvlib.train.trainers import GANTrainer, discriminator_input
 from uvlib.train.loop import TrainConfig, checkpoint_paths, train
+from uvlib.train.trainers import GANTrainer, discriminator_input
 
 S = 16
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from uvlib.train.losses import InpaintingLoss, gram_matrix
 from uvlib.models.vgg import VGG16Features, load_feature_net
+from uvlib.train.losses import InpaintingLoss, gram_matrix
 
 NO_FEATURES = {"perceptual": 0.0, "style": 0.0}
 

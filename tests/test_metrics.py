@@ -6,9 +6,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
-from uvlib.protocol.metrics import PSNR_CAP_DB, _gaussian_blur, aggregate, hole_scores, size_bin_of, ssim_map
-
 from uvlib.ops import composite
+from uvlib.protocol.metrics import PSNR_CAP_DB, _gaussian_blur, aggregate, hole_scores, size_bin_of, ssim_map
 
 
 def tiny_case():

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from uvlib.protocol import cases as evaluation
-from uvlib.protocol.cases import Benchmark, score
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.registry import load_model, save_model
+from uvlib.protocol import cases as evaluation
+from uvlib.protocol.cases import Benchmark, score
 from uvlib.train.pca_ridge import choose_ridge
 
 S = 16

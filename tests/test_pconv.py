@@ -3,9 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from uvlib.models.pconv import PConvUNet, PConvUNetConfig, PartialConv2d, freeze_encoder_bn
-
-
+from uvlib.models.pconv import PartialConv2d, PConvUNet, PConvUNetConfig, freeze_encoder_bn
 
 
 def make_pconv(in_ch, out_ch, k, padding=0, dilation=1, multi_channel=False, seed=0):

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from uvlib.protocol.cases import build_test_cases, load_benchmark, load_test_cases, score
-from uvlib.train.batches import HoleSampler, TrainingBatches, build_hole_bank
-from uvlib.protocol.holes import borrowed_hole, box_hole, pose_hole, yaw_bin_of
-from uvlib.geometry.mesh import uv_atlas
+from uvlib.data.dataset import open_dataset
 from uvlib.data.prep import PrepConfig, prepare
 from uvlib.data.sources import Photo
-from uvlib.data.dataset import open_dataset
+from uvlib.geometry.mesh import uv_atlas
+from uvlib.protocol.cases import build_test_cases, load_benchmark, load_test_cases, score
+from uvlib.protocol.holes import borrowed_hole, box_hole, pose_hole, yaw_bin_of
+from uvlib.train.batches import HoleSampler, TrainingBatches, build_hole_bank
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +103,9 @@ def test_hole_bank_and_batches(tiny_dataset):
 
 def test_evaluate_command_scores_a_stage_folder_and_explains_bad_input(tiny_dataset, tmp_path, capsys):
     import json
-    from uvlib.models.mean_face import MeanFace
+
     from uvlib.app.cli import main
+    from uvlib.models.mean_face import MeanFace
     from uvlib.models.registry import save_model
     uv, observed, _ = tiny_dataset.load("train")
     stage = tmp_path / "09_mean"
@@ -153,6 +154,7 @@ def test_cached_test_cases_and_hole_bank_are_rebuilt_when_the_split_changes(tiny
 
 def test_baselines_on_a_damaged_map_name_the_file_and_the_fix(tiny_dataset, tmp_path, capsys):
     import shutil
+
     from uvlib.app.cli import main
     root = tmp_path / "ds"
     shutil.copytree(tiny_dataset.root, root)

@@ -8,18 +8,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from uvlib.train.crossfit import CrossFittedPCA, FoldedBatches, group_folds
-from uvlib.study.recipes import GANSpec, PConvSpec, stacking_record, train_blend, train_gan, train_pconv
-from uvlib.train.batches import HoleSampler, TrainingBatches
-from uvlib.ops import composite
 from uvlib.models.blend import BlendedPCAPConv
 from uvlib.models.cascade import PCAPConvCascade
-from uvlib.train.trainers import CascadeTrainer
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.registry import load_model
-from uvlib.train.provenance import state_digest
+from uvlib.ops import composite
 from uvlib.study.context import StageContext
+from uvlib.study.recipes import GANSpec, PConvSpec, stacking_record, train_blend, train_gan, train_pconv
+from uvlib.train.batches import HoleSampler, TrainingBatches
+from uvlib.train.crossfit import CrossFittedPCA, FoldedBatches, group_folds
+from uvlib.train.provenance import state_digest
+from uvlib.train.trainers import CascadeTrainer
 
 S = 16
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_distributed import free_port
+
 from uvlib.app.cli import main
 from uvlib.study.params import load_profile
 from uvlib.study.stages import open_stage_for, stage_name, stage_parameters, train_03

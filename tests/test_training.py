@@ -3,10 +3,9 @@ import csv
 import pytest
 import torch
 
-from uvlib.train.losses import InpaintingLoss
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
-from uvlib.train.loop import (TrainConfig, checkpoint_paths, resolve_device, resolve_runtime, seed_everything,
-                              train)
+from uvlib.train.loop import TrainConfig, checkpoint_paths, resolve_device, resolve_runtime, seed_everything, train
+from uvlib.train.losses import InpaintingLoss
 from uvlib.train.trainers import PConvTrainer
 
 S = 16

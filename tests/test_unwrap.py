@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 
-from uvlib.geometry.pose import canonical_in_camera_axes, estimate_pose
 from uvlib.geometry.mesh import face_model, uv_atlas
+from uvlib.geometry.pose import canonical_in_camera_axes, estimate_pose, reposed_mesh
 from uvlib.geometry.unwrap import texel_visibility, unwrap
-from uvlib.geometry.pose import reposed_mesh
 
 
 def posed_canonical(yaw=0.0, pitch=0.0, scale=10.0):

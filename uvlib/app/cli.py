@@ -48,8 +48,8 @@ def _prep(args):
 
 
 def _baselines(args):
-    from uvlib.protocol.baselines import make_baselines
     from uvlib.data.dataset import open_dataset
+    from uvlib.protocol.baselines import make_baselines
     from uvlib.protocol.cases import load_benchmark
     from uvlib.protocol.report import evaluate_methods, table_rows, write_table
     positive_count(args.limit, "--limit")
@@ -66,8 +66,8 @@ def _baselines(args):
 
 def _evaluate(args):
     from uvlib.data.dataset import open_dataset
-    from uvlib.protocol.cases import load_benchmark, score
     from uvlib.models.registry import load_model, model_files
+    from uvlib.protocol.cases import load_benchmark, score
     from uvlib.protocol.report import markdown_table, table_rows
     from uvlib.protocol.runs import write_metrics
     positive_count(args.limit, "--limit")
@@ -97,10 +97,10 @@ def _evaluate(args):
 def _crosspose(args):
     from pathlib import Path
 
-    from uvlib.protocol.baselines import make_baselines
-    from uvlib.protocol.crosspose import build_pairs, evaluate_crosspose, showcase_figure, write_table
     from uvlib.data.dataset import open_dataset
     from uvlib.models.registry import load_models
+    from uvlib.protocol.baselines import make_baselines
+    from uvlib.protocol.crosspose import build_pairs, evaluate_crosspose, showcase_figure, write_table
     from uvlib.train.loop import resolve_device
     ds = open_dataset(args.dataset)
     train = open_dataset(args.train_dataset) if args.train_dataset else ds

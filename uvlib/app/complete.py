@@ -19,16 +19,16 @@ import cv2
 from tqdm.auto import tqdm
 
 from uvlib.app.checks import output_folder
-from uvlib.train.loop import resolve_device
 from uvlib.app.export import check_texture_size, export_face, parse_formats
 from uvlib.data.facefit import FaceFitter
-from uvlib.geometry.mesh import check_uv_size
-from uvlib.models.registry import load_model, model_files
 from uvlib.data.photo import PhotoError, read_photo
-from uvlib.geometry.render import face_crop, gif_yaws, save_gif, turntable, views_strip
 from uvlib.data.sources import Photo, check_unique_keys, folder_photos, photo_key
+from uvlib.geometry.mesh import check_uv_size
+from uvlib.geometry.render import face_crop, gif_yaws, save_gif, turntable, views_strip
 from uvlib.geometry.unwrap import unwrap
+from uvlib.models.registry import load_model, model_files
 from uvlib.protocol.figures import complete_uv
+from uvlib.train.loop import resolve_device
 
 DEFAULT_YAWS = (-75, -45, -15, 15, 45, 75)
 RENDER_SIZE = 256

@@ -27,9 +27,8 @@ import trimesh
 from PIL import Image
 from scipy import ndimage
 
-from uvlib.geometry.pose import estimate_pose
-from uvlib.geometry.pose import reposed_mesh
 from uvlib.geometry.mesh import ATLAS_SIZES, face_model, uv_atlas
+from uvlib.geometry.pose import estimate_pose, reposed_mesh
 from uvlib.geometry.render import render
 from uvlib.geometry.unwrap import unwrap
 

@@ -80,7 +80,7 @@ class LandmarkModel:
     """face_landmark.tflite on one CPU thread. Not picklable: one per process."""
 
     def __init__(self):
-        from ai_edge_litert.interpreter import Interpreter   # imported here: only workers that fit need it
+        from ai_edge_litert.interpreter import Interpreter  # imported here: only workers that fit need it
         self._net = Interpreter(model_path=str(wheel_model("face_landmark/face_landmark.tflite")), num_threads=1)
         self._net.allocate_tensors()
         self._input = self._net.get_input_details()[0]["index"]

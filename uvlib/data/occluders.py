@@ -46,6 +46,7 @@ class HandDetector:
 
     def __init__(self, min_score=0.3, max_hands=2, native_logs=False):
         import mediapipe as mp  # heavy: only workers that look for hands import it
+
         from uvlib.data.facefit import native_stderr
         self._quiet = lambda: native_stderr(native_logs)
         with self._quiet():

@@ -22,12 +22,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from uvlib import __version__
-from uvlib.data.dataset import FORMAT, VERSION, finalize, manifest_files, read_json, read_manifest, read_records, write_json
+from uvlib.data.dataset import (FORMAT, VERSION, finalize, manifest_files, read_json, read_manifest, read_records,
+                                write_json)
 from uvlib.data.facefit import MESH_FITTERS, FaceFitter
 from uvlib.data.occluders import HandDetector, find_occluders, parse_occluders
-from uvlib.geometry.mesh import check_uv_size, uv_atlas
 from uvlib.data.photo import PhotoError, read_photo
 from uvlib.data.sources import check_unique_keys
+from uvlib.geometry.mesh import check_uv_size, uv_atlas
 from uvlib.geometry.unwrap import METHODS, unwrap
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uvlib.geometry.pose import reposed_mesh
 from uvlib.geometry.mesh import face_model
+from uvlib.geometry.pose import reposed_mesh
 from uvlib.geometry.raster import rasterize
 
 GIF_STEP = 15          # degrees between turntable frames

@@ -12,10 +12,10 @@ from dataclasses import asdict
 import torch
 import torch.nn as nn
 
-from uvlib.ops import composite
 from uvlib.models.cascade import check_pca, eval_mode, load_pca
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
+from uvlib.ops import composite
 
 RESIDUAL_SCALE = 0.1
 

@@ -4,8 +4,8 @@ Each returns `fn(uv_in, known) -> uv_out` on `device`, in eval mode, without gra
 """
 import torch
 
-from uvlib.models.mean_face import MeanFace
 from uvlib.models.autoencoder import FCAutoencoder, LinearAutoencoder
+from uvlib.models.mean_face import MeanFace
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 

@@ -11,10 +11,10 @@ from dataclasses import asdict
 
 import torch
 
-from uvlib.ops import composite
 from uvlib.models.gan import Generator, GeneratorConfig
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
+from uvlib.ops import composite
 
 
 @contextmanager

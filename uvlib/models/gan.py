@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from uvlib.ops import composite
 from uvlib.models.pconv import check_inputs
+from uvlib.ops import composite
 
 
 def _power_of_two(size, minimum, what):

@@ -8,7 +8,6 @@ and is rebuilt when that changes.
 """
 import os
 import sys
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,9 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from uvlib.data.dataset import Dataset, DatasetError
+from uvlib.ops import known_texels
 from uvlib.protocol.holes import YAW_BINS, borrowed_hole, box_hole, pose_hole, random_pose, yaw_bin_name, yaw_bin_of
 from uvlib.protocol.metrics import aggregate, hole_scores, size_bin_of
-from uvlib.ops import known_texels
 
 PROTOCOL_VERSION = 1
 DEFAULT_KINDS = ("pose", "borrowed")

@@ -8,8 +8,8 @@ A hole mask is a (S, S) bool array, True = hidden by the hole.
 """
 import numpy as np
 
-from uvlib.geometry.pose import reposed_mesh
 from uvlib.geometry.mesh import uv_atlas
+from uvlib.geometry.pose import reposed_mesh
 from uvlib.geometry.unwrap import texel_visibility
 
 YAW_BINS = ((15, 30), (30, 45), (45, 60), (60, 75))

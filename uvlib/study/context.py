@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uvlib.protocol import figures as viz
 from uvlib.data.dataset import Dataset, DatasetError, open_dataset
+from uvlib.protocol import figures as viz
 from uvlib.protocol.cases import Benchmark, complete_cases, load_benchmark, score
-from uvlib.train.batches import HoleSampler, build_hole_bank
-from uvlib.study.params import dataset_path, project_path
 from uvlib.protocol.report import evaluate_methods
 from uvlib.protocol.runs import MissingStageError, stage_dir
+from uvlib.study.params import dataset_path, project_path
+from uvlib.train.batches import HoleSampler, build_hole_bank
 from uvlib.train.loop import resolve_device, seed_everything
 
 

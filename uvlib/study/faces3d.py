@@ -5,12 +5,11 @@ from pathlib import Path
 import cv2
 import matplotlib.pyplot as plt
 
-from uvlib.geometry.render import face_crop, gif_yaws
-from uvlib.protocol.figures import complete_uv
 from uvlib.data.dataset import Dataset
-from uvlib.models.registry import load_model
 from uvlib.data.photo import read_photo
-from uvlib.geometry.render import save_gif, turntable, views_strip
+from uvlib.geometry.render import face_crop, gif_yaws, save_gif, turntable, views_strip
+from uvlib.models.registry import load_model
+from uvlib.protocol.figures import complete_uv
 
 YAWS = (-75, -45, -15, 15, 45, 75)
 

@@ -16,27 +16,24 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from uvlib.train.crossfit import CrossFittedPCA, FoldedBatches
-from uvlib.train.batches import TrainingBatches
-from uvlib.train.losses import DEFAULT_WEIGHTS, InpaintingLoss
 from uvlib.models.blend import BlendedPCAPConv, BlendNet
-from uvlib.train.trainers import BlendTrainer
 from uvlib.models.cascade import CascadeThenGAN, PCAPConvCascade, load_pca
-from uvlib.train.trainers import CascadeTrainer
 from uvlib.models.gan import Generator, GeneratorConfig, PatchDiscriminator
-from uvlib.train.trainers import GANTrainer
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.registry import load_model, read_model_file, save_model
 from uvlib.models.vgg import FEATURE_NETS, load_feature_net
-from uvlib.study.params import project_path
-from uvlib.study.context import EpochMonitor, StageContext
-from uvlib.train.autoencoder import fit_autoencoder
-from uvlib.train.provenance import data_record, held_out_record, reusable, state_digest, stored_run
-from uvlib.train import distributed
-from uvlib.train.loop import TrainConfig, train
-from uvlib.train.trainers import PConvTrainer
 from uvlib.protocol.runs import require
+from uvlib.study.context import EpochMonitor, StageContext
+from uvlib.study.params import project_path
+from uvlib.train import distributed
+from uvlib.train.autoencoder import fit_autoencoder
+from uvlib.train.batches import TrainingBatches
+from uvlib.train.crossfit import CrossFittedPCA, FoldedBatches
+from uvlib.train.loop import TrainConfig, train
+from uvlib.train.losses import DEFAULT_WEIGHTS, InpaintingLoss
+from uvlib.train.provenance import data_record, held_out_record, reusable, state_digest, stored_run
+from uvlib.train.trainers import BlendTrainer, CascadeTrainer, GANTrainer, PConvTrainer
 
 STACK_SPLIT = "val"  # stages 06 and 07 learn on earlier stages' outputs for this split, which they never fitted
 

@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from uvlib.study.params import NOTEBOOKS, ProfileError, declared_parameters, load_profile, notebook_parameters, project_path
+from uvlib.study.params import (NOTEBOOKS, ProfileError, declared_parameters, load_profile, notebook_parameters,
+                                project_path)
 
 
 class NotebookFailed(RuntimeError):

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from sklearn.model_selection import GroupKFold
 
-from uvlib.train.batches import HoleSampler, TrainingBatches
-from uvlib.ops import composite
 from uvlib.models.pca import MaskedPCA
+from uvlib.ops import composite
+from uvlib.train.batches import HoleSampler, TrainingBatches
 from uvlib.train.provenance import ids_digest
 
 

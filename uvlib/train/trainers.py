@@ -15,8 +15,8 @@ from uvlib.models.cascade import PCAPConvCascade
 from uvlib.models.gan import Generator, PatchDiscriminator
 from uvlib.models.pconv import PConvUNet, freeze_encoder_bn
 from uvlib.ops import composite, known_texels, masked_mean
-from uvlib.train.losses import InpaintingLoss
 from uvlib.train.loop import Runtime
+from uvlib.train.losses import InpaintingLoss
 
 
 @torch.no_grad()
