@@ -1,9 +1,13 @@
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import binary_erosion
 
+from uvlib.geometry.mesh import uv_atlas
+from uvlib.geometry.mirror import mirror_texels
 from uvlib.models.mean_face import MeanFace
-from uvlib.protocol.baselines import OpenCVInpaint, SymmetryFill, make_baselines
+from uvlib.protocol.baselines import MirrorPoissonFill, OpenCVInpaint, SymmetryFill, make_baselines
+from uvlib.protocol.poisson import mirror_poisson_fill
 
 
 def hand_made_observations():
@@ -86,14 +90,63 @@ def test_opencv_inpaint_rejects_unknown_method():
         OpenCVInpaint("fast")
 
 
-def test_make_baselines_gives_the_four_named_completions():
-    uv = torch.rand(4, 3, 8, 8)
-    observed = torch.ones(4, 1, 8, 8)
-    baselines = make_baselines(uv, observed, torch.ones(8, 8))
-    assert list(baselines) == ["mean_face", "symmetry", "telea", "navier_stokes"]
-    known = torch.ones(2, 1, 8, 8)
-    known[..., 2:5, 2:5] = 0
+def test_make_baselines_gives_the_five_named_completions():
+    uv = torch.rand(4, 3, 64, 64)
+    observed = torch.ones(4, 1, 64, 64)
+    baselines = make_baselines(uv, observed, torch.ones(64, 64))
+    assert list(baselines) == ["mean_face", "symmetry", "telea", "navier_stokes", "mirror_poisson"]
+    known = torch.ones(2, 1, 64, 64)
+    known[..., 20:40, 5:25] = 0
     for fn in baselines.values():
         out = fn(uv[:2] * known, known)
-        assert out.shape == (2, 3, 8, 8)
+        assert out.shape == (2, 3, 64, 64)
         assert np.isfinite(out.numpy()).all()
+
+
+SIZE = 64
+
+
+def cheek_holes():
+    """The atlas, and its texels at least 3 texels inside it on the image-left, away from the midline (a hole)."""
+    atlas = uv_atlas(SIZE).mask
+    cols = np.arange(SIZE)[None, :]
+    return atlas, binary_erosion(atlas, iterations=3) & (cols < SIZE // 2 - 4)
+
+
+def test_mirror_poisson_reproduces_a_linear_gradient_where_the_mirror_is_hidden_too():
+    atlas, left = cheek_holes()
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    truth = np.stack([0.2 + 0.01 * rows, 0.9 - 0.008 * cols, 0.3 + 0.004 * (rows + cols)], axis=-1)
+    hole = left | left[:, ::-1]                       # both cheeks hidden: no mirror to copy, diffusion only
+    known = atlas & ~hole
+    out = mirror_poisson_fill(np.where(known[..., None], truth, 0), known, atlas, mirror_texels(SIZE))
+    assert np.abs(out - truth)[hole].max() < 1e-4
+    assert np.array_equal(out[known], truth[known])
+
+
+def test_mirror_poisson_is_the_mirrored_colour_shifted_by_the_boundary_offset():
+    atlas, left = cheek_holes()
+    mirror = mirror_texels(SIZE)
+    rng = np.random.default_rng(0)
+    image = rng.random((SIZE, SIZE, 3))               # texture on the right cheek, seen
+    source = atlas & (np.arange(SIZE)[None, :] >= SIZE // 2)
+    mirrored, _ = mirror.sample(image, source.astype(float))
+    offset = np.array([0.1, -0.05, 0.2])
+    left_side = atlas & ~source
+    image[left_side] = mirrored[left_side] + offset   # the left cheek: the right one mirrored, in other light
+    known = atlas & ~left
+    out = mirror_poisson_fill(np.where(known[..., None], image, 0), known, atlas, mirror)
+    assert np.abs(out - image)[left].max() < 1e-4
+    plain = np.where(known[..., None], image, mirrored)   # a plain mirror copy misses the offset
+    assert np.abs(plain - image)[left].max() > 0.04
+
+
+def test_mirror_poisson_baseline_fills_only_the_holes_and_keeps_values_in_range():
+    atlas, left = cheek_holes()
+    uv = torch.rand(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    known = torch.from_numpy(atlas & ~left).float().expand(3, 1, SIZE, SIZE).clone()
+    known[1] = 0                                      # nothing seen: the fill is still finite
+    out = MirrorPoissonFill()(uv * known, known)
+    assert out.shape == uv.shape and out.dtype == uv.dtype and out.min() >= 0 and out.max() <= 1
+    seen = known.expand_as(uv) > 0.5
+    assert torch.equal(out[seen], uv[seen])

@@ -63,6 +63,35 @@ def test_completes_the_demo_photo_and_writes_every_output(stage, face_photo, tmp
     assert views.shape == (256, 6 * 256 + 5 * 4, 3)                 # crop, 2 UV maps, 3 yaws
 
 
+def test_without_a_model_the_mirror_poisson_fill_completes_the_face(face_photo, tmp_path, capsys):
+    out = tmp_path / "out"
+    run_cli(["complete", str(face_photo), "--out", str(out), "--size", "64", "--yaws=0", "--quiet"])
+    assert "1 faces completed with model 'mirror_poisson'" in capsys.readouterr().out
+    stem = out / "skimage_astronaut.jpg_0"
+    incomplete = np.asarray(Image.open(f"{stem}_incomplete.png"))
+    completed = np.asarray(Image.open(f"{stem}_completed.png"))
+    atlas = uv_atlas(64).mask
+    hidden = atlas & (incomplete == 0).all(-1)
+    assert completed.shape == (64, 64, 3) and hidden.any() and not (completed[hidden] == 0).all(-1).any()
+    seen = (incomplete != 0).any(-1)
+    assert np.array_equal(completed[seen], incomplete[seen])
+    for kind in ("turntable.gif", "views.png"):
+        assert (out / f"skimage_astronaut.jpg_0_{kind}").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [(["--name", "a_first"], "add --model or drop --name"),
+                                            (["--size", "96"], "UV size 96 is not supported")])
+def test_without_a_model_bad_options_fail_with_one_line(extra, message, face_photo, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        run_cli(["complete", str(face_photo), "--out", str(tmp_path / "out"), "--quiet", *extra])
+    assert not (tmp_path / "out").exists()
+
+
+def test_size_with_a_model_is_refused(stage, face_photo, tmp_path):
+    with pytest.raises(ValueError, match="drop --size"):
+        run_cli(["complete", str(face_photo), "--model", str(stage), "--size", "64", "--out", str(tmp_path / "o")])
+
+
 def test_no_face_and_unreadable_photos_are_reported_and_skipped(stage, bad_photos, tmp_path):
     summary = complete_photos(bad_photos, stage / "model-b_second.pt", tmp_path / "out", progress=False)
     assert summary["faces"] == [] and summary["photos"] == 2 and summary["model"] == "b_second"

@@ -14,7 +14,7 @@ from uvlib.models.registry import save_model
 from uvlib.protocol.crosspose import apply_colour, build_pairs, candidate_pairs, fit_colour, score_pairs, table_rows
 from uvlib.protocol.metrics import PSNR_CAP_DB
 
-SIZE = 32
+SIZE = 64
 GAIN, OFFSET = 0.5, 20          # the turned photos' colours: GAIN * reference + OFFSET (8-bit), exact in uint8
 
 
@@ -178,7 +178,8 @@ def test_cli_scores_baselines_and_writes_the_table(ds, tmp_path, capsys):
     assert main(["crosspose", str(ds.root), "--out", str(tmp_path / "xp"), "--quiet"]) == 0
     metrics = json.loads((tmp_path / "xp" / "metrics.json").read_text())
     assert metrics["pairs"] == 3 and set(metrics["methods"]) == {
-        "baselines/mean_face", "baselines/symmetry", "baselines/telea", "baselines/navier_stokes"}
+        "baselines/mean_face", "baselines/symmetry", "baselines/telea", "baselines/navier_stokes",
+        "baselines/mirror_poisson"}
     assert "| turned yaw | n pairs | method |" in (tmp_path / "xp" / "crosspose.md").read_text()
     assert (tmp_path / "xp" / "crosspose.png").is_file() and (tmp_path / "xp" / "pairs.csv").is_file()
 
@@ -196,7 +197,7 @@ def test_cli_scores_every_model_of_a_run_folder(ds, tmp_path):
     assert main(["crosspose", str(ds.root), "--out", str(tmp_path / "xp"), "--models", str(tmp_path / "run"),
                  "--quiet"]) == 0
     methods = json.loads((tmp_path / "xp" / "metrics.json").read_text())["methods"]
-    assert list(methods)[4:] == ["03_stage/truth", "05_stage/grey"]
+    assert list(methods)[5:] == ["03_stage/truth", "05_stage/grey"]
     assert methods["03_stage/truth"]["scores"]["overall"]["psnr"] == pytest.approx(PSNR_CAP_DB)
     assert methods["05_stage/grey"]["scores"]["overall"]["psnr"] < 30
 

@@ -5,10 +5,8 @@ import numpy as np
 import pytest
 
 from uvlib.data.facefit import KEYPOINTS_DISAGREE, Detection, FaceFitter
-from uvlib.data.landmarks import mirror_index
 from uvlib.data.photo import read_photo
 from uvlib.data.prep import PrepConfig
-from uvlib.geometry.mesh import face_model
 
 DEMO = Path(__file__).resolve().parents[1] / "demo" / "photos"
 
@@ -16,14 +14,6 @@ DEMO = Path(__file__).resolve().parents[1] / "demo" / "photos"
 def turned_left():
     """headpose-aws IMG_1241: the man turned about 55 degrees towards the image's left."""
     return read_photo(DEMO / "headpose_aws_IMG_1241.jpg")
-
-
-def test_mirror_index_swaps_each_vertex_with_its_mirror_twin():
-    twin = mirror_index()
-    xyz = face_model().xyz
-    assert np.array_equal(twin[twin], np.arange(len(twin)))
-    assert np.allclose(xyz[twin] * [-1, 1, 1], xyz)
-    assert (twin != np.arange(len(twin))).sum() > 400       # only the midline maps onto itself
 
 
 def test_a_tight_mirrored_profile_crop_is_fitted_with_the_mirrored_pose(fitter):

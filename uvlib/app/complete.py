@@ -1,6 +1,7 @@
 """`uvlib complete`: complete the faces of your own photos with a trained model and turn them in 3D.
 
-For every face of every photo: fit the mesh, unwrap what the camera saw, let the model complete the rest,
+For every face of every photo: fit the mesh, unwrap what the camera saw, let the model complete the rest
+(without --model: the mirror-Poisson fill, the best completion that needs no training),
 put the seen texels back, and render the completed texture on the fitted face at several yaws. Per face it
 writes <photo-key>_<face>_incomplete.png, _completed.png, _turntable.gif and _views.png (photo crop |
 incomplete UV | completed UV | renders at --yaws). The GIF sweeps the --yaws range in 15 degree steps.
@@ -10,6 +11,7 @@ A photo that cannot be read or shows no face is skipped with its reason and the 
 input path, empty folder or unwritable --out stops the run before anything is written; a write that fails
 later stops it with the file's name. --model is a model-*.pt file or a stage folder, whose model-NAME.pt
 --name picks (default: the first alphabetically). A model trained on a GPU runs on the CPU by default.
+Without --model the maps are --size texels square (default 128); a model brings its own size.
 """
 import pickle
 from collections import Counter
@@ -27,11 +29,14 @@ from uvlib.geometry.mesh import check_uv_size
 from uvlib.geometry.render import face_crop, gif_yaws, save_gif, turntable, views_strip
 from uvlib.geometry.unwrap import unwrap
 from uvlib.models.registry import load_model, model_files
+from uvlib.protocol.baselines import MirrorPoissonFill
 from uvlib.protocol.figures import complete_uv
 from uvlib.train.loop import resolve_device
 
 DEFAULT_YAWS = (-75, -45, -15, 15, 45, 75)
 RENDER_SIZE = 256
+TRAINING_FREE = "mirror_poisson"      # the completion used without --model
+DEFAULT_UV_SIZE = 128
 
 
 def parse_yaws(text: str) -> tuple:
@@ -64,8 +69,15 @@ def resolve_model(path, name=None) -> Path:
     return files[names.index(name)]
 
 
-def open_model(path, name=None, device="cpu"):
-    """(completion function, info) of the model at `path`; ValueError when the file is not a uvlib model."""
+def open_model(path, name=None, device="cpu", uv_size=None):
+    """(completion function, info) of the model at `path`; ValueError when the file is not a uvlib model.
+    path None: the training-free mirror-Poisson fill at uv_size (default DEFAULT_UV_SIZE)."""
+    if path is None:
+        if name is not None:
+            raise ValueError("--name picks a model of the --model stage folder; add --model or drop --name")
+        return MirrorPoissonFill(), {"name": TRAINING_FREE, "uv_size": check_uv_size(uv_size or DEFAULT_UV_SIZE)}
+    if uv_size is not None:
+        raise ValueError("--size is for completing without --model (a model brings its own UV size); drop --size")
     file = resolve_model(path, name)
     try:
         fn, info = load_model(file, device)
@@ -127,8 +139,10 @@ def complete_face(image, landmarks, fn, uv_size, device, yaws, size, stem: Path,
 
 
 def complete_photos(paths, model_path, out_dir, name=None, device="cpu", yaws=DEFAULT_YAWS, size=RENDER_SIZE,
-                    progress=True, export=(), texture_size=None, frontalise=False, verbose=False) -> dict:
-    """Complete every face of the photos at `paths` (a file, a folder or a list) with the model at `model_path`.
+                    progress=True, export=(), texture_size=None, frontalise=False, verbose=False,
+                    uv_size=None) -> dict:
+    """Complete every face of the photos at `paths` (a file, a folder or a list) with the model at `model_path`
+    (None: the training-free mirror-Poisson fill at uv_size, default DEFAULT_UV_SIZE).
 
     Returns {"faces": [one record per face], "skipped": [{"path", "reason"}], "photos": count, "model": name,
     "out": folder}. Raises FileNotFoundError / ValueError, before writing anything, for bad paths or models, and
@@ -142,7 +156,7 @@ def complete_photos(paths, model_path, out_dir, name=None, device="cpu", yaws=DE
         check_texture_size(texture_size)
     photos = collect_photos(paths)
     torch_device = resolve_device(device)
-    fn, info = open_model(model_path, name, torch_device)
+    fn, info = open_model(model_path, name, torch_device, uv_size)
     out = output_folder(out_dir, "--out")
 
     faces, skipped = [], []
@@ -176,7 +190,8 @@ def summary_line(summary) -> str:
 def _run(args):
     summary = complete_photos(args.input, args.model, args.out, name=args.name, device=args.device,
                               yaws=parse_yaws(args.yaws), progress=not args.quiet, export=parse_formats(args.export),
-                              texture_size=args.texture_size, frontalise=args.frontalise, verbose=args.verbose)
+                              texture_size=args.texture_size, frontalise=args.frontalise, verbose=args.verbose,
+                              uv_size=args.size)
     for s in summary["skipped"]:
         print(f"skipped {s['path']}: {s['reason']}")
     print(summary_line(summary))
@@ -186,7 +201,9 @@ def add_parser(subparsers):
     """Register `uvlib complete` on the CLI's subparsers."""
     p = subparsers.add_parser("complete", help="complete the faces of your photos and render them turned in 3D")
     p.add_argument("input", help="a photo or a folder of photos (any layout)")
-    p.add_argument("--model", required=True, help="a trained stage folder (runs/PROFILE/NN_stage) or a model-*.pt")
+    p.add_argument("--model", help="a trained stage folder (runs/PROFILE/NN_stage) or a model-*.pt (default: none, "
+                   "the training-free mirror-Poisson fill)")
+    p.add_argument("--size", type=int, help="UV map size without --model: 64, 128 (default) or 256")
     p.add_argument("--name", help="which model-NAME.pt of a stage folder (default: the first alphabetically)")
     p.add_argument("--out", required=True, help="folder for the completed UV maps, renders and GIFs")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")

@@ -10,14 +10,12 @@ A crop is a square region of the photo given by its centre, side and rotation; t
 with values in [0, 1] and returns 468 (x, y, z) landmarks in crop pixels (z on the x scale) and a face score.
 """
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 
-from uvlib.geometry.mesh import face_model
+from uvlib.geometry.mirror import mirror_index
 
 INPUT_SIZE = 192
 EYE_CORNERS = (33, 263)    # outer eye corners (subject's right, left): MediaPipe's rotation reference
@@ -31,14 +29,6 @@ def wheel_model(relative: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; install mediapipe==0.10.21 (later releases ship no models)")
     return path
-
-
-@lru_cache(maxsize=1)
-def mirror_index() -> np.ndarray:
-    """(468,) vertex permutation of the canonical mesh under a left-right mirror: vertex i's twin."""
-    xyz = face_model().xyz
-    _, twin = cKDTree(xyz).query(xyz * np.array([-1.0, 1.0, 1.0]))
-    return twin
 
 
 @dataclass(frozen=True)
