@@ -125,6 +125,7 @@ def test_same_photos_same_split_whatever_the_order(photo_folder, tmp_path):
     (["--shard", "3/2"], "--shard 3/2"),
     (["--shard", "x"], "--shard 'x'"),
     (["--workers", "-1"], "--workers -1"),
+    (["--mesh", "dense"], "mesh fitter 'dense'"),
 ])
 def test_wrong_parameters_fail_before_any_work_with_one_line(photo_folder, tmp_path, capsys, args, message):
     out = tmp_path / "never"
@@ -140,6 +141,8 @@ def test_missing_source_and_mismatched_dataset_are_one_line_errors(prepared, pho
     out, _ = prepared
     assert main(["prep", str(photo_folder), str(out), "--size", "128", "--quiet"]) == 2
     assert "uv_size=64" in capsys.readouterr().err
+    assert main(["prep", str(photo_folder), str(out), "--size", "64", "--mesh", "graph", "--quiet"]) == 2
+    assert "mesh=crops, not graph" in capsys.readouterr().err     # a resumed prep never mixes mesh fitters
 
 
 def test_cli_prepares_a_dataset(photo_folder, tmp_path, capsys):

@@ -15,7 +15,8 @@ def _prep(args):
     from uvlib.data.prep import PrepConfig, parse_shard, prepare
     from uvlib.data.sources import check_unique_keys, grouping, resolve_source
     cfg = PrepConfig(uv_size=args.size, method=args.method, shard=parse_shard(args.shard),
-                     workers=args.workers, split_seed=args.seed, occluders=args.occluders)
+                     workers=args.workers, split_seed=args.seed, occluders=args.occluders,
+                     mesh=args.mesh)
     cfg.validate()
     positive_count(args.limit, "--limit")
     if str(args.source) != "demo":
@@ -145,6 +146,9 @@ def build_parser():
                    help="what keeps photos together in one split: photo (default), folder (a folder per person), "
                         "prefix (the file name up to its first '_', e.g. CFP's III_KK.jpg)")
     p.add_argument("--identities", help="CelebA identity_CelebA.txt (FILE ID per line): split by person")
+    p.add_argument("--mesh", default="crops",
+                   help="how the face mesh is fitted: crops (the landmark model on our own checked crops, default) or "
+                        "graph (MediaPipe's FaceMesh graph, the fitter before; for comparisons)")
     p.add_argument("--occluders", default="hands+appearance",
                    help="what keeps texels covered by occluders out of the seen ones: hands+appearance (default), "
                         "hands, appearance or none (see uvlib.data.occluders)")

@@ -155,9 +155,10 @@ def _open_or_create(out: Path, cfg: PrepConfig, source_name: str):
         if info.get("format") != FORMAT or info.get("version") != VERSION:
             raise ValueError(f"{out} holds a dataset of another format/version; prepare into a new folder")
         for key, value in (("uv_size", cfg.uv_size), ("method", cfg.method), ("split_seed", cfg.split_seed),
-                           ("groups", cfg.groups), ("occluders", cfg.occluders)):
-            if info[key] != value:
-                raise ValueError(f"{out} was prepared with {key}={info[key]}, not {value}; "
+                           ("groups", cfg.groups), ("occluders", cfg.occluders), ("mesh", cfg.mesh)):
+            stored = info.get(key, "graph" if key == "mesh" else None)   # datasets from before "mesh": the graph
+            if stored != value:
+                raise ValueError(f"{out} was prepared with {key}={stored}, not {value}; "
                                  f"use a new folder or the same setting")
         return
     if out.exists() and not out.is_dir():
@@ -167,7 +168,7 @@ def _open_or_create(out: Path, cfg: PrepConfig, source_name: str):
     Image.fromarray(uv_atlas(cfg.uv_size).mask.astype(np.uint8) * 255).save(out / "atlas.png")
     write_json(info_path, {"format": FORMAT, "version": VERSION, "uv_size": cfg.uv_size, "method": cfg.method,
                            "split_seed": cfg.split_seed, "groups": cfg.groups, "occluders": cfg.occluders,
-                           "source": source_name,
+                           "mesh": cfg.mesh, "source": source_name,
                            "uvlib": __version__})
 
 
