@@ -19,6 +19,17 @@ def face_rgb(face_photo) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def face_copies(face_photo, tmp_path_factory) -> list:
+    """Twelve copies of the face photo, every other one mirrored and each rotated 3 degrees more: p0.jpg ... p11.jpg,
+    faces enough for every split of a tiny dataset."""
+    folder = tmp_path_factory.mktemp("face_copies")
+    im = Image.open(face_photo)
+    for k in range(12):
+        (im.transpose(Image.FLIP_LEFT_RIGHT) if k % 2 else im).rotate(3 * k).save(folder / f"p{k}.jpg")
+    return [folder / f"p{k}.jpg" for k in range(12)]
+
+
+@pytest.fixture(scope="session")
 def fitter():
     from uvlib.data.facefit import FaceFitter
     f = FaceFitter()

@@ -13,15 +13,10 @@ from uvlib.train.batches import HoleSampler, TrainingBatches, build_hole_bank
 
 
 @pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory, face_photo):
-    """Eight copies of one photo, some mirrored, so every split has faces."""
-    from PIL import Image
-    d = tmp_path_factory.mktemp("photos")
-    im = Image.open(face_photo)
-    for k in range(12):
-        (im.transpose(Image.FLIP_LEFT_RIGHT) if k % 2 else im).rotate(3 * k).save(d / f"p{k}.jpg")
+def tiny_dataset(tmp_path_factory, face_copies):
+    """Twelve copies of one photo, some mirrored, so every split has faces."""
     out = tmp_path_factory.mktemp("ds") / "ds"
-    photos = [Photo(f"p{k}", d / f"p{k}.jpg") for k in range(12)]
+    photos = [Photo(path.stem, path) for path in face_copies]
     prepare(photos, out, PrepConfig(uv_size=64, workers=1, split_seed=3), progress=False)
     return open_dataset(out)
 

@@ -17,19 +17,13 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory, face_photo):
-    """Twelve rotated and mirrored copies of one photo at 64x64: 8 train, 2 val, 2 test."""
-    from PIL import Image
-
+def tiny_dataset(tmp_path_factory, face_copies):
+    """The twelve rotated and mirrored face copies at 64x64: 8 train, 2 val, 2 test."""
     from uvlib.data.prep import PrepConfig, prepare
     from uvlib.data.sources import Photo
-    photos = tmp_path_factory.mktemp("photos")
-    im = Image.open(face_photo)
-    for k in range(12):
-        (im.transpose(Image.FLIP_LEFT_RIGHT) if k % 2 else im).rotate(3 * k).save(photos / f"p{k}.jpg")
     out = tmp_path_factory.mktemp("ds") / "ds"
     splits = ["train"] * 8 + ["val", "val", "test", "test"]
-    prepare([Photo(f"p{k}", photos / f"p{k}.jpg", split) for k, split in enumerate(splits)], out,
+    prepare([Photo(path.stem, path, split) for path, split in zip(face_copies, splits)], out,
             PrepConfig(uv_size=64, workers=1, split_seed=3), progress=False)
     return out
 

@@ -27,3 +27,15 @@ def check_completion_inputs(uv_in, known):
     n, _, h, w = uv_in.shape
     if tuple(known.shape) != (n, 1, h, w):
         raise ValueError(f"known must be (N,1,S,S) = {(n, 1, h, w)}, got {tuple(known.shape)}")
+
+
+def check_maps(uv, mask, atlas, what):
+    """One line naming `what` and the shape it needs when maps (N,3,S,S), masks (N,1,S,S) or the atlas (S,S)
+    do not fit together; arrays (e.g. memory-mapped) are checked like tensors."""
+    if len(uv.shape) != 4 or uv.shape[1] != 3:
+        raise ValueError(f"{what}: uv must be (N, 3, S, S), got {tuple(uv.shape)}; stack the maps first")
+    n, _, h, w = uv.shape
+    if tuple(mask.shape) != (n, 1, h, w):
+        raise ValueError(f"{what}: mask must be (N, 1, S, S) = {(n, 1, h, w)}, got {tuple(mask.shape)}")
+    if tuple(atlas.shape) != (h, w):
+        raise ValueError(f"{what}: atlas must be (S, S) = {(h, w)}, got {tuple(atlas.shape)}; use the dataset's atlas")

@@ -1,7 +1,7 @@
 """The mean face: the simplest completion, and the baseline every method is compared with."""
 import torch
 
-from uvlib.ops import check_completion_inputs
+from uvlib.ops import check_completion_inputs, check_maps
 
 
 class MeanFace:
@@ -20,13 +20,8 @@ class MeanFace:
 
         Sums in chunks of chunk_size images, so N can be large without big temporaries.
         """
-        if len(uv.shape) != 4 or uv.shape[1] != 3:
-            raise ValueError(f"uv must be (N,3,S,S), got {tuple(uv.shape)}")
+        check_maps(uv, observed, atlas, "MeanFace.fit")
         n, _, h, w = uv.shape
-        if tuple(observed.shape) != (n, 1, h, w):
-            raise ValueError(f"observed must be (N,1,S,S) = {(n, 1, h, w)}, got {tuple(observed.shape)}")
-        if tuple(atlas.shape) != (h, w):
-            raise ValueError(f"atlas must be (S,S) = {(h, w)}, got {tuple(atlas.shape)}")
         device = uv.device if isinstance(uv, torch.Tensor) else torch.device("cpu")
         inside = (torch.as_tensor(atlas, device=device) > 0.5).float()
         colour_sum = torch.zeros(3, h, w, dtype=torch.float64, device=device)

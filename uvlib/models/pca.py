@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
+from uvlib.ops import check_maps
+
 CHUNK_FLOATS = 1 << 24  # ~64 MB of float32 per working block
 
 
@@ -30,16 +32,6 @@ class MaskedPCAConfig:
     seed: int = 0
     oversample: int = 10  # extra columns of the randomised SVD
     power_iter: int = 2  # subspace iterations of the first, cold-started randomised SVD
-
-
-def _check_maps(uv, mask, atlas, what):
-    if uv.ndim != 4 or uv.shape[1] != 3 or uv.shape[2] != uv.shape[3]:
-        raise ValueError(f"{what}: uv must be (N, 3, S, S), got {tuple(uv.shape)}; stack the maps first")
-    n, _, s, _ = uv.shape
-    if tuple(mask.shape) != (n, 1, s, s):
-        raise ValueError(f"{what}: mask must be (N, 1, S, S) = {(n, 1, s, s)}, got {tuple(mask.shape)}")
-    if tuple(atlas.shape) != (s, s):
-        raise ValueError(f"{what}: atlas must be (S, S) = {(s, s)}, got {tuple(atlas.shape)}; use the dataset's atlas")
 
 
 def atlas_index(atlas):
@@ -103,7 +95,7 @@ class MaskedPCA:
 
     def fit(self, uv, observed, atlas, progress=True):
         """Fit on maps uv (N,3,S,S), float in [0, 1] or uint8, whose texels are known where observed (N,1,S,S) is 1."""
-        _check_maps(uv, observed, atlas, "MaskedPCA.fit")
+        check_maps(uv, observed, atlas, "MaskedPCA.fit")
         cfg = self.config
         index = atlas_index(atlas.to(uv.device))
         n, d = uv.shape[0], 3 * index.numel()
@@ -234,7 +226,7 @@ class MaskedPCA:
     def complete_with_ridges(self, uv_in, known, ridges, batch_size=256):
         """[complete() with λ = r for r in ridges]: each image's Gram matrix is built once for all λ."""
         self._check_fitted()
-        _check_maps(uv_in, known, self.atlas, "MaskedPCA.complete")
+        check_maps(uv_in, known, self.atlas, "MaskedPCA.complete")
         device = uv_in.device
         index = atlas_index(self.atlas.to(device))
         mean, loadings = self.mean_.to(device), self.loadings().to(device)
