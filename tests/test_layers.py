@@ -1,8 +1,8 @@
 """The package's layers, enforced: a module imports only from its own sub-package and the layers below it.
 
     ops                 tensor helpers every layer shares
-    geometry, models    the face mesh / pure networks (models import only models and ops)
-    data                photos -> fitted meshes -> UV maps on disk
+    geometry            the face mesh, its UV atlas and mirror map, rendering
+    models, data        pure networks (they may read the mesh's mirror map) / photos -> fitted meshes -> UV maps
     protocol            holes, test cases, metrics, baselines, reports
     train               the training loop, stages, losses, batches, checkpoints
     study               what the notebooks share: profiles, stage context, recipes, figures
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import uvlib
 
-LAYERS = {"ops": 0, "geometry": 1, "models": 1, "data": 2, "protocol": 3, "train": 4, "study": 5, "app": 6,
+LAYERS = {"ops": 0, "geometry": 1, "models": 2, "data": 2, "protocol": 3, "train": 4, "study": 5, "app": 6,
           "__main__": 7}
 PACKAGE = Path(uvlib.__file__).parent
 

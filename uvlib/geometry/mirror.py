@@ -82,3 +82,13 @@ def _bilinear_matrix(rows_of, rc, size) -> sparse.csr_matrix:
             vals.append(w[ok])
     return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(size * size, size * size))
+
+
+@lru_cache(maxsize=8)
+def mirror_grid(size: int) -> np.ndarray:
+    """(S, S, 2) float32 sampling grid for torch's grid_sample (align_corners=False): the (x, y) in [-1, 1] of
+    every texel's mirror, so a bilinear grid_sample reads a map at the mirror texels exactly as MirrorMap.sample
+    does. Texels outside the atlas point outside the map (they read zeros)."""
+    rc = mirror_texels(size).source
+    xy = (rc[..., ::-1] + 0.5) * (2.0 / size) - 1.0
+    return np.where(np.isnan(xy), -2.0, xy).astype(np.float32)

@@ -4,7 +4,8 @@ BlendNet sees both raw predictions (not composites: where they differ from the k
 tells the net which one fits this face locally), the masked input and its mask, and outputs a
 per-texel weight w in [0, 1] and, optionally, a small residual:
     out = clamp(w * pca + (1 - w) * pconv + residual, 0, 1),  residual = 0.1 * tanh(.)
-Its last layer starts at zero, so an untrained blend is the plain average of the two.
+Its last layer starts at zero, so an untrained blend is the plain average of the two. With `symmetric` it
+also sees the mirrored map and its mirrored visibility (uvlib.models.symmetry).
 """
 
 from dataclasses import asdict
@@ -15,22 +16,26 @@ import torch.nn as nn
 from uvlib.models.cascade import check_pca, eval_mode, load_pca
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
+from uvlib.models.symmetry import MIRROR_CHANNELS, MirrorInputs
 from uvlib.ops import composite
 
 RESIDUAL_SCALE = 0.1
 
 
 class BlendNet(nn.Module):
-    """3x3 convs (dilations 1, 2, 4: a 15x15 receptive field) on [pca, pconv, uv_in, known]
-    (10 channels) -> weight (N,1,S,S) and, with `residual`, a correction (N,3,S,S)."""
+    """3x3 convs (dilations 1, 2, 4: a 15x15 receptive field) on [pca, pconv, uv_in, known] (10 channels; 14
+    with `symmetric`, for a uv_size x uv_size map) -> weight (N,1,S,S) and, with `residual`, a correction (N,3,S,S)."""
 
-    def __init__(self, hidden=32, residual=True):
+    def __init__(self, hidden=32, residual=True, symmetric=False, uv_size=None):
         super().__init__()
         if hidden < 1:
             raise ValueError(f"BlendNet hidden={hidden} must be >= 1")
-        self.hidden, self.residual = hidden, residual
+        if symmetric and not uv_size:
+            raise ValueError("a symmetric BlendNet needs uv_size (the maps' size) for its mirror map")
+        self.hidden, self.residual, self.symmetric, self.uv_size = hidden, residual, symmetric, uv_size
+        self.mirror = MirrorInputs(uv_size) if symmetric else None
         self.body = nn.Sequential(
-            nn.Conv2d(10, hidden, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(10 + (MIRROR_CHANNELS if symmetric else 0), hidden, 3, padding=1), nn.ReLU(),
             nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2), nn.ReLU(),
             nn.Conv2d(hidden, hidden, 3, padding=4, dilation=4), nn.ReLU())
         self.head = nn.Conv2d(hidden, 4 if residual else 1, 1)
@@ -39,7 +44,8 @@ class BlendNet(nn.Module):
 
     def mix(self, pca_fill, pconv_fill, uv_in, known):
         """(weight of the PCA in [0, 1], residual or None)."""
-        out = self.head(self.body(torch.cat([pca_fill, pconv_fill, uv_in, known], dim=1))).float()
+        inputs = [pca_fill, pconv_fill, uv_in, known] + ([self.mirror(uv_in, known)] if self.symmetric else [])
+        out = self.head(self.body(torch.cat(inputs, dim=1))).float()
         residual = RESIDUAL_SCALE * torch.tanh(out[:, 1:]) if self.residual else None
         return torch.sigmoid(out[:, :1]), residual
 
@@ -78,7 +84,8 @@ class BlendedPCAPConv:
 
     def state(self):
         """(config, state) for registry.save_model(path, "blend", uv_size, config, state)."""
-        blend = {"hidden": self.blend.hidden, "residual": self.blend.residual}
+        blend = {"hidden": self.blend.hidden, "residual": self.blend.residual, "symmetric": self.blend.symmetric,
+                 "uv_size": self.blend.uv_size}
         config = {"pconv": asdict(self.pconv.cfg), "blend": blend}
         state = {"pca": self.pca.state_dict(), "pconv": self.pconv.state_dict(), "blend": self.blend.state_dict()}
         return config, state

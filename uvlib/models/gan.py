@@ -19,6 +19,8 @@ Choices that differ from, or are silent in, the paper (all documented here once)
 - Pixel loss: masked MSE of the raw prediction on the observed atlas texels, hole texels
   weighted by `hole_weight` relative to the known ones (default 1 = plain masked MSE; the paper
   reconstructed only the hole plus a thin overlap border weighted 10x).
+- symmetric: the mirrored map and its mirrored visibility (uvlib.models.symmetry) as four more input
+  channels, as for the PConv U-Net.
 - predict_residual_on_extra (stage 06): output = clamp(extra + residual, 0, 1), the last layer
   starting at zero, so an untrained generator returns the earlier stage's completion unchanged.
 """
@@ -30,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from uvlib.models.pconv import check_inputs
+from uvlib.models.symmetry import MIRROR_CHANNELS, MirrorInputs
 from uvlib.ops import composite
 
 
@@ -46,6 +49,7 @@ class GeneratorConfig:
     extra_channels: int = 0                  # always-known inputs (e.g. a cascade's output)
     bottleneck: int | None = None            # None -> 8 * base_width (the paper: 4000)
     predict_residual_on_extra: bool = False  # output = extra + residual (needs extra_channels == 3)
+    symmetric: bool = False                  # add the mirrored map and its visibility as 4 inputs
 
     def levels(self):
         """Stride-2 levels from uv_size down to 4x4."""
@@ -71,7 +75,8 @@ class Generator(nn.Module):
         w = cfg.base_width
         widths = [min(w * 2 ** i, 8 * w) for i in range(levels)]
         bottleneck = cfg.bottleneck or 8 * w
-        layers, c_in = [], 4 + cfg.extra_channels
+        self.mirror = MirrorInputs(cfg.uv_size) if cfg.symmetric else None
+        layers, c_in = [], 4 + cfg.extra_channels + (MIRROR_CHANNELS if cfg.symmetric else 0)
         for i, width in enumerate(widths):
             layers += [nn.Conv2d(c_in, width, 4, 2, 1, bias=i == 0)]
             layers += [nn.BatchNorm2d(width)] if i > 0 else []
@@ -90,7 +95,10 @@ class Generator(nn.Module):
 
     def forward(self, uv_in, known, extra=None):
         self._check(uv_in, known, extra)
-        x = torch.cat([uv_in * known, known] + ([extra] if extra is not None else []), dim=1)
+        inputs = [uv_in * known, known] + ([extra] if extra is not None else [])
+        if self.mirror is not None:
+            inputs.append(self.mirror(uv_in, known))
+        x = torch.cat(inputs, dim=1)
         x = self.out(self.decoder(self.encoder(x))).float()
         if self.cfg.predict_residual_on_extra:
             return (extra + x).clamp(0, 1)

@@ -18,6 +18,8 @@ Choices that differ from, or are silent in, the paper (all documented here once)
 - Output: the last layer is linear; a sigmoid maps it to [0, 1]. With predict_residual_on_extra
   the output is clamp(extra + residual, 0, 1) and the last layer starts at zero, so an untrained
   model returns the extra fill (e.g. PCA) unchanged.
+- symmetric: the mirrored map and its mirrored visibility (uvlib.models.symmetry) enter as four more
+  always-known channels, so the network can copy the seen cheek onto the hidden one.
 - forward returns the raw prediction everywhere (the valid loss needs it); complete() pastes the
   known texels back (the composite).
 """
@@ -29,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from uvlib.models.symmetry import MIRROR_CHANNELS, MirrorInputs
 from uvlib.ops import composite
 
 DENSE_ASPP_RATES = (3, 6, 12, 18, 24)
@@ -128,6 +131,7 @@ class PConvUNetConfig:
     dilated: bool = False              # add the DenseASPP block at 1/4 resolution
     predict_residual_on_extra: bool = False  # output = extra + residual (needs extra == in)
     depth: int | None = None           # None -> log2(uv_size) levels (1x1 bottleneck)
+    symmetric: bool = False            # add the mirrored map and its visibility as 4 always-known inputs
 
     def levels(self):
         if self.uv_size < 4 or self.uv_size & (self.uv_size - 1):
@@ -158,7 +162,9 @@ class PConvUNet(nn.Module):
         w = cfg.base_width
         widths = [min(w * 2 ** i, 8 * w) for i in range(depth)]
         kernels = [7, 5, 5] + [3] * max(0, depth - 3)
-        skip_widths = [cfg.in_channels + cfg.extra_channels] + widths  # level 0 = the input
+        self.mirror = MirrorInputs(cfg.uv_size) if cfg.symmetric else None
+        inputs = cfg.in_channels + cfg.extra_channels + (MIRROR_CHANNELS if cfg.symmetric else 0)
+        skip_widths = [inputs] + widths  # level 0 = the input
         self.encoder = nn.ModuleList(
             PConvBlock(skip_widths[i], widths[i], kernels[i], stride=2, bn=i > 0, act="relu")
             for i in range(depth))
@@ -179,6 +185,8 @@ class PConvUNet(nn.Module):
         groups = [(uv_in, known)]
         if extra is not None:
             groups.append((extra, torch.ones_like(known)))
+        if self.mirror is not None:
+            groups.append((self.mirror(uv_in, known), torch.ones_like(known)))
         skips = [groups]
         x, mask = None, None
         for level, block in enumerate(self.encoder, start=1):

@@ -44,6 +44,7 @@ class PConvSpec:
     name: str = "pconv"
     base_width: int = 32
     dilated: bool = False
+    symmetric: bool = False                # also see the mirrored map and its visibility (uvlib.models.symmetry)
     feature_net: str = "none"              # none, random_vgg16, or vgg16 (needs vgg16_weights)
     vgg16_weights: str = ""                # a torchvision vgg16 state dict on disk
     loss_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
@@ -114,7 +115,8 @@ def train_pconv(ctx: StageContext, spec: PConvSpec, checkpoint_every=100, pca: M
         return load_model(path, ctx.device)[0]
 
     cfg = PConvUNetConfig(uv_size=ctx.uv_size, base_width=spec.base_width, dilated=spec.dilated,
-                          extra_channels=3 if pca else 0, predict_residual_on_extra=pca is not None)
+                          extra_channels=3 if pca else 0, predict_residual_on_extra=pca is not None,
+                          symmetric=spec.symmetric)
     torch.manual_seed(ctx.seed)
     model = PConvUNet(cfg)
     loss = inpainting_loss(spec, ctx.seed)
@@ -150,6 +152,7 @@ class GANSpec:
     lr: float = 2e-4
     pixel_weight: float = 0.999
     adv_weight: float = 0.001
+    symmetric: bool = False                # also see the mirrored map and its visibility (uvlib.models.symmetry)
     amp: str = "auto"
     channels_last: str = "auto"
 
@@ -169,7 +172,8 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
     torch.manual_seed(ctx.seed)
     generator = Generator(GeneratorConfig(uv_size=ctx.uv_size, base_width=spec.base_width,
                                           extra_channels=3 if cascade else 0,
-                                          predict_residual_on_extra=cascade is not None))
+                                          predict_residual_on_extra=cascade is not None,
+                                          symmetric=spec.symmetric))
     discriminator = PatchDiscriminator(ctx.uv_size, spec.base_width, in_channels=4)
     trainer = GANTrainer(generator, discriminator, ctx.atlas, lr=spec.lr, pixel_weight=spec.pixel_weight,
                      adv_weight=spec.adv_weight, extra_fn=cascade)
@@ -196,11 +200,12 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
 
 
 def train_blend(ctx: StageContext, pca: MaskedPCA, pconv: PConvUNet, name="blend", steps=200, batch_size=16,
-                lr=1e-3, hidden=32, checkpoint_every=100):
+                lr=1e-3, hidden=32, checkpoint_every=100, symmetric=False):
     """Stage 07: a small net learns a per-pixel blend (and residual) of a PCA and a PConv, on observed texels of
-    the validation split (the PCA and the PConv were fitted on the training maps)."""
+    the validation split (the PCA and the PConv were fitted on the training maps). symmetric: the net also sees
+    the mirrored map and its visibility."""
     uv, observed, rows = ctx.maps(STACK_SPLIT)
-    run = {"spec": {"steps": steps, "batch_size": batch_size, "lr": lr, "hidden": hidden},
+    run = {"spec": {"steps": steps, "batch_size": batch_size, "lr": lr, "hidden": hidden, "symmetric": symmetric},
            "data": data_record(rows, STACK_SPLIT),
            "upstream": {"pca": state_digest(pca.state_dict()), "pconv": state_digest(pconv.state_dict())},
            "stacking": held_out_record(STACK_SPLIT, rows, "stage 01 PCA and stage 03 PConv completions")}
@@ -208,7 +213,7 @@ def train_blend(ctx: StageContext, pca: MaskedPCA, pconv: PConvUNet, name="blend
     if reusable(ctx.out_dir / "train" / name, path, run):
         return load_model(path, ctx.device)[0]
     torch.manual_seed(ctx.seed)
-    blended = BlendedPCAPConv(pca, pconv, BlendNet(hidden))
+    blended = BlendedPCAPConv(pca, pconv, BlendNet(hidden, symmetric=symmetric, uv_size=ctx.uv_size))
     trainer = BlendTrainer(blended, ctx.atlas, lr=lr)
     batches = TrainingBatches(uv, observed, ctx.hole_sampler(), batch_size, ctx.seed, ctx.device)
     train(trainer, batches, _train_config(ctx, name, steps, checkpoint_every, run),

@@ -15,6 +15,17 @@ from uvlib.study.recipes import (GANSpec, PConvSpec, earlier_cascade, earlier_pc
 from uvlib.train.crossfit import CrossFittedPCA
 
 
+VARIANTS = {"plain": "", "symmetric": "_sym"}   # model-name suffix of each input variant (uvlib.models.symmetry)
+
+
+def variants(p: dict, key: str) -> list:
+    """[(variant, name suffix), ...] of p[key] (stages 05-07: "plain" and/or "symmetric"); one-line error else."""
+    unknown = [v for v in p[key] if v not in VARIANTS]
+    if unknown or not p[key]:
+        raise ValueError(f"{key}={p[key]!r}: use a non-empty list of {list(VARIANTS)}")
+    return [(v, VARIANTS[v]) for v in p[key]]
+
+
 def pconv_specs(p: dict, experiments: str) -> list:
     """The PConv specs of a stage: each entry of p[experiments] over p["pconv_defaults"] (bad keys fail here)."""
     return [PConvSpec(**{**p["pconv_defaults"], **e}) for e in p[experiments]]
@@ -34,26 +45,44 @@ def train_04(ctx: StageContext, p: dict) -> dict:
     return {spec.name: train_pconv(ctx, spec, p["checkpoint_every"], pca=pca, cross_fit=cross_fit) for spec in specs}
 
 
-def gan_spec(name: str, p: dict) -> GANSpec:
+def gan_spec(name: str, p: dict, symmetric=False) -> GANSpec:
     return GANSpec(name=name, base_width=p["gan_base_width"], epochs=tuple(p["gan_epochs"]),
                    batch_size=p["gan_batch_size"], lr=p["gan_lr"], pixel_weight=p["gan_pixel_weight"],
-                   adv_weight=p["gan_adv_weight"], amp=p["amp"])
+                   adv_weight=p["gan_adv_weight"], symmetric=symmetric, amp=p["amp"])
+
+
+def gan_specs(name: str, p: dict) -> list:
+    """One GANSpec per entry of p["gan_variants"]: NAME (plain inputs) and/or NAME_sym (symmetry-aware)."""
+    return [gan_spec(name + suffix, p, symmetric=variant == "symmetric")
+            for variant, suffix in variants(p, "gan_variants")]
 
 
 def train_05(ctx: StageContext, p: dict) -> dict:
-    return train_gan(ctx, gan_spec("gan", p), p["checkpoint_every"])
+    trained = {}
+    for spec in gan_specs("gan", p):
+        trained |= train_gan(ctx, spec, p["checkpoint_every"])
+    return trained
 
 
 def train_06(ctx: StageContext, p: dict) -> dict:
-    cascade = earlier_cascade(ctx, p["cascade_name"])
-    return train_gan(ctx, gan_spec("pca_pconv_gan", p), p["checkpoint_every"], cascade=cascade)
+    """A symmetry-aware GAN refines the symmetry-aware cascade (stage 04's CASCADE_NAME_sym)."""
+    trained = {}
+    for spec in gan_specs("pca_pconv_gan", p):
+        cascade = earlier_cascade(ctx, p["cascade_name"] + ("_sym" if spec.symmetric else ""))
+        trained |= train_gan(ctx, spec, p["checkpoint_every"], cascade=cascade)
+    return trained
 
 
 def train_07(ctx: StageContext, p: dict) -> dict:
-    pca, pconv = earlier_pca(ctx, p["blend_pca_k"]), earlier_pconv(ctx, p["blend_pconv_name"])
-    blended = train_blend(ctx, pca, pconv, steps=p["blend_steps"], batch_size=p["blend_batch_size"],
-                          lr=p["blend_lr"], hidden=p["blend_hidden"], checkpoint_every=p["checkpoint_every"])
-    return {"blend": blended}
+    """A symmetry-aware blend mixes the PCA with stage 03's BLEND_PCONV_NAME_sym and sees the mirrored map too."""
+    pca, trained = earlier_pca(ctx, p["blend_pca_k"]), {}
+    for variant, suffix in variants(p, "blend_variants"):
+        pconv = earlier_pconv(ctx, p["blend_pconv_name"] + suffix)
+        trained["blend" + suffix] = train_blend(
+            ctx, pca, pconv, name="blend" + suffix, steps=p["blend_steps"], batch_size=p["blend_batch_size"],
+            lr=p["blend_lr"], hidden=p["blend_hidden"], checkpoint_every=p["checkpoint_every"],
+            symmetric=variant == "symmetric")
+    return trained
 
 
 TRAINERS = {"03_pconv": train_03, "04_pca_pconv_cascade": train_04, "05_gan": train_05,

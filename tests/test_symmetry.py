@@ -1,0 +1,92 @@
+"""Symmetry-aware inputs: the mirrored map and its visibility, fed to PConv, the GAN and the blend."""
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from uvlib.geometry.mesh import uv_atlas
+from uvlib.geometry.mirror import mirror_texels
+from uvlib.models import registry
+from uvlib.models.blend import BlendedPCAPConv, BlendNet
+from uvlib.models.gan import Generator, GeneratorConfig
+from uvlib.models.pca import MaskedPCA
+from uvlib.models.pconv import PConvUNet, PConvUNetConfig
+from uvlib.models.symmetry import MirrorInputs
+
+S = 64
+
+
+def half_face(seed=0, n=2):
+    """Random maps seen on the left half of the atlas only."""
+    atlas = torch.from_numpy(uv_atlas(S).mask).float()
+    uv = torch.rand(n, 3, S, S, generator=torch.Generator().manual_seed(seed))
+    known = (atlas * (torch.arange(S) < S // 2 - 2).float()).expand(n, 1, S, S).contiguous()
+    return uv * known, known
+
+
+def test_mirror_inputs_equal_the_sparse_mirror_sampler():
+    uv_in, known = half_face()
+    out = MirrorInputs(S)(uv_in, known)
+    assert out.shape == (2, 4, S, S)
+    mirror = mirror_texels(S)
+    for i in range(2):
+        colour, weight = mirror.sample(uv_in[i].permute(1, 2, 0).double().numpy(), known[i, 0].double().numpy())
+        seen = weight > 1e-6
+        assert np.allclose(out[i, 3].numpy(), weight, atol=1e-5)
+        assert np.allclose(out[i, :3].permute(1, 2, 0).numpy()[seen], colour[seen], atol=1e-4)
+        assert (out[i, :3].permute(1, 2, 0).numpy()[~seen] == 0).all()
+
+
+def test_mirror_inputs_carry_the_seen_side_onto_the_hidden_side():
+    uv_in, known = half_face()
+    out = MirrorInputs(S)(uv_in, known)
+    atlas = uv_atlas(S).mask
+    right = torch.from_numpy(atlas & (np.arange(S) > S // 2 + 2)[None, :])
+    assert out[:, 3][:, right].mean() > 0.9                  # the hidden right half sees its mirror on the left
+    assert (out[:, 3][known[:, 0].bool()] == 0).all()        # the left half's mirrors were not seen
+
+
+def symmetric_pconv(**kw):
+    torch.manual_seed(0)
+    return PConvUNet(PConvUNetConfig(uv_size=S, base_width=4, symmetric=True, **kw)).eval()
+
+
+def test_a_symmetric_pconv_reads_the_mirror_and_still_ignores_unknown_texels():
+    uv_in, known = half_face()
+    model = symmetric_pconv()
+    out = model(uv_in, known)
+    assert out.shape == (2, 3, S, S)
+    noisy = torch.where(known.bool(), uv_in, torch.rand_like(uv_in) * 100)
+    assert torch.equal(model(noisy, known), out)              # hidden texels never leak in
+    plain = PConvUNet(PConvUNetConfig(uv_size=S, base_width=4)).eval()
+    assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in plain.parameters())
+
+
+def test_symmetric_models_round_trip_through_model_files(tmp_path):
+    uv_in, known = half_face()
+    model = symmetric_pconv()
+    path = tmp_path / "model-pconv_sym.pt"
+    registry.save_model(path, "pconv", S, asdict(model.cfg), model.state_dict())
+    fn, info = registry.load_model(path)
+    assert info["config"]["symmetric"] and torch.equal(fn(uv_in, known), model.complete(uv_in, known))
+
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(uv_size=S, base_width=4, symmetric=True)).eval()
+    registry.save_model(tmp_path / "model-gan_sym.pt", "gan", S, asdict(generator.cfg), generator.state_dict())
+    fn, _ = registry.load_model(tmp_path / "model-gan_sym.pt")
+    assert torch.equal(fn(uv_in, known), generator(uv_in, known))
+
+    maps, observed = torch.rand(8, 3, S, S), torch.ones(8, 1, S, S)
+    pca = MaskedPCA(n_components=2).fit(maps, observed, torch.from_numpy(uv_atlas(S).mask).float(), progress=False)
+    blended = BlendedPCAPConv(pca, PConvUNet(PConvUNetConfig(uv_size=S, base_width=4)).eval(),
+                              BlendNet(hidden=4, symmetric=True, uv_size=S).eval())
+    torch.nn.init.normal_(blended.blend.head.weight)          # a blend that is not the plain average
+    registry.save_model(tmp_path / "model-blend_sym.pt", "blend", S, *blended.state())
+    fn, _ = registry.load_model(tmp_path / "model-blend_sym.pt")
+    assert torch.equal(fn(uv_in, known), blended(uv_in, known))
+
+
+def test_a_symmetric_blend_needs_the_map_size():
+    with pytest.raises(ValueError, match="uv_size"):
+        BlendNet(hidden=4, symmetric=True)
