@@ -1,10 +1,11 @@
 """The face fitter on turned faces: crops the FaceMesh graph misses, and the gate against wrong poses."""
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from uvlib.data.facefit import KEYPOINTS_DISAGREE, Detection, FaceFitter
+from uvlib.data.facefit import KEYPOINTS_DISAGREE, NOT_FITTED, Detection, FaceFitter
 from uvlib.data.photo import read_photo
 from uvlib.data.prep import PrepConfig
 
@@ -65,3 +66,20 @@ def test_a_small_extra_face_inside_a_fitted_head_is_not_kept(fitter, monkeypatch
 def test_an_unknown_mesh_fitter_is_refused_in_one_line():
     with pytest.raises(ValueError, match="mesh fitter 'graf' is unknown; use one of"):
         PrepConfig(mesh="graf").validate()
+
+
+
+def test_the_only_face_of_a_small_photo_is_fitted_but_a_small_extra_face_is_not(fitter, monkeypatch):
+    # CFP has profiles of 44-87 px whose face box is 29-45 px: under the 48-px rule for extra detections, which
+    # are mostly ears, mouths and background. The photo's largest face is fitted down to MIN_MAIN_FACE_PX.
+    small = np.ascontiguousarray(cv2.resize(turned_left(), None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA))
+    face = fitter.detect(small)[0]
+    assert 24 < face.box[2] < 48
+    faces, reason = fitter.fit(small)
+    assert len(faces) == 1 and faces[0].yaw < -40, reason
+    larger = Detection((100.0, 70.0, 50.0, 50.0), 0.9, face.keypoints)    # first, away from the face
+    tried = []
+    monkeypatch.setattr(fitter, "detect", lambda _: [larger, face])
+    monkeypatch.setattr(fitter, "fit_detection", lambda image, det, **kw: (tried.append(det), (None, NOT_FITTED))[1])
+    assert fitter.fit(small) == ([], NOT_FITTED)
+    assert face not in tried

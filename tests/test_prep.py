@@ -43,7 +43,7 @@ def photo_folder(tmp_path_factory, face_photo, face_rgb, fitter):
     (d / "unreadable.jpg").write_bytes(b"\x00\x01garbage" * 50)
     (d / "notes.dat").write_text("not an image at all")
     Image.new("RGB", (8001, 8), "white").save(d / "huge.png")
-    Image.fromarray(small_face(face_rgb, fitter, 36)).save(d / "tiny_face.png")
+    Image.fromarray(small_face(face_rgb, fitter, 14)).save(d / "tiny_face.png")   # its box: 20 px
     Image.fromarray(np.tile(np.linspace(0, 255, 300, dtype=np.uint8), (200, 1))[..., None].repeat(3, 2)).save(
         d / "no_face.png")
     (d / "list.txt").write_text("side files like this are ignored")

@@ -32,7 +32,9 @@ import numpy as np
 from uvlib.data.landmarks import ROI_SCALE, LandmarkModel, Roi, roi_from_landmarks
 from uvlib.geometry.pose import estimate_pose
 
-MIN_FACE_PX = 48
+MIN_FACE_PX = 48         # smallest box side (pixels) of any face but the photo's largest: extra small detections
+MIN_MAIN_FACE_PX = 24    # are mostly ears, mouths and background; the largest face of a small photo (CFP has
+#                          profiles of 44-87 px) is fitted down to this, gated as ever (checked by eye to 29 px)
 CROP_MARGIN = 1.7       # crop side / detected box side
 CROP_SIZE = 256         # FaceMesh graph's crop: its input is 192 px, a bit more keeps detail for its own ROI step
 CROP_TRIES = ((1.7, 0), (2.2, 0), (1.3, 0), (1.7, -25), (1.7, 25),   # (crop side / box side, rotation degrees),
@@ -120,13 +122,16 @@ class FaceFitter:
 
     mesh: "crops" (the landmark model on our own crops, mirrored and checked; the default) or "graph" (MediaPipe's
     FaceMesh graph, which detects the face again inside the crop; kept for comparison).
+    min_face_px / min_main_face_px: smallest box side of a face / of the photo's largest face.
     native_logs: let MediaPipe's C++ log lines through to stderr (silenced by default)."""
 
-    def __init__(self, min_face_px=MIN_FACE_PX, max_faces=8, min_score=0.5, native_logs=False, mesh="crops"):
+    def __init__(self, min_face_px=MIN_FACE_PX, min_main_face_px=MIN_MAIN_FACE_PX, max_faces=8, min_score=0.5,
+                 native_logs=False, mesh="crops"):
         import mediapipe as mp  # imported here: heavy, and only workers that fit faces need it
         if mesh not in MESH_FITTERS:
             raise ValueError(f"mesh fitter {mesh!r} is unknown; use one of {MESH_FITTERS}")
         self.min_face_px = min_face_px
+        self.min_main_face_px = min_main_face_px
         self.max_faces = max_faces
         self.native_logs = native_logs
         with native_stderr(native_logs):
@@ -238,8 +243,9 @@ class FaceFitter:
             x, y, bw, bh = det.box
             if any(head.contains(x + bw / 2, y + bh / 2) for head in heads):
                 continue    # an ear, eye or mouth of a face already tried, found again as a small "face"
-            if max(bw, bh) < self.min_face_px:
-                reasons.append(f"face too small (< {self.min_face_px} px)")
+            smallest = self.min_main_face_px if det is detections[0] else self.min_face_px
+            if max(bw, bh) < smallest:
+                reasons.append(f"face too small (< {smallest} px)")
                 continue
             if self._mesh is not None:
                 landmarks, reason = self._mesh_in_crop(image, det.box)

@@ -5,15 +5,12 @@ and a re-run skips what is done, after checking it: each output file is written 
 in the record, and a finished photo whose files are missing or changed is done again (`retry_failed` also
 redoes the failed ones). A record always starts on a fresh line, so a kill mid-append loses only that record.
 
-Work is spread over processes (each owns its MediaPipe graphs) and can be sharded over machines with
+Work is spread over processes (each owns its MediaPipe graphs; what one does with a photo is uvlib.data.worker) and can be sharded over machines with
 shard=(i, n): shard i takes every n-th photo and writes manifest-i-of-n.jsonl; the index is built once every
 shard's manifest is complete, and checked to hold exactly one record per photo.
 """
-import hashlib
-import io
 import json
 import os
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -24,38 +21,9 @@ from tqdm.auto import tqdm
 from uvlib import __version__
 from uvlib.data.dataset import (FORMAT, VERSION, finalize, manifest_files, read_json, read_manifest, read_records,
                                 write_json)
-from uvlib.data.facefit import MESH_FITTERS, FaceFitter
-from uvlib.data.occluders import HandDetector, find_occluders, parse_occluders
-from uvlib.data.photo import PhotoError, read_photo
 from uvlib.data.sources import check_unique_keys
-from uvlib.geometry.mesh import check_uv_size, uv_atlas
-from uvlib.geometry.unwrap import METHODS, unwrap
-
-
-@dataclass(frozen=True)
-class PrepConfig:
-    uv_size: int = 128
-    method: str = "warp"
-    shard: tuple = (0, 1)
-    workers: int = 0          # 0 = one per CPU core
-    split_seed: int = 0
-    groups: str = "photo"     # how photos were grouped for the split (uvlib.data.sources.grouping)
-    occluders: str = "hands+appearance"   # tests that keep hands, hair, objects out of the seen texels
-    mesh: str = "crops"       # FaceFitter's mesh fitting: "crops" or the old "graph" (kept for benchmarks)
-
-    def validate(self):
-        check_uv_size(self.uv_size)
-        if self.method not in METHODS:
-            raise ValueError(f"--method {self.method!r} is unknown; use one of {METHODS}")
-        i, n = self.shard
-        if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
-            raise ValueError(f"--shard {i}/{n} is invalid; use i/n with 0 <= i < n, e.g. 0/4")
-        if self.mesh not in MESH_FITTERS:
-            raise ValueError(f"mesh fitter {self.mesh!r} is unknown; use one of {MESH_FITTERS}")
-        if self.workers < 0:
-            raise ValueError(f"--workers {self.workers} is invalid; use 0 (one per core) or a positive count")
-        parse_occluders(self.occluders)
-
+from uvlib.data.worker import OUTPUTS, PrepConfig, checksum, init_worker, process
+from uvlib.geometry.mesh import uv_atlas
 
 def parse_shard(text: str) -> tuple:
     try:
@@ -63,40 +31,6 @@ def parse_shard(text: str) -> tuple:
     except ValueError:
         raise ValueError(f"--shard {text!r} is invalid; use i/n with 0 <= i < n, e.g. 0/4") from None
     return i, n
-
-
-OUTPUTS = (("uv", "png"), ("vis", "png"), ("vis_unfiltered", "png"), ("mesh", "npy"))
-_fitter = _hands = None
-
-
-def _init_worker(verbose=False, occluders=PrepConfig.occluders, mesh=PrepConfig.mesh):
-    global _fitter, _hands
-    _fitter = FaceFitter(native_logs=verbose, mesh=mesh)
-    _hands = HandDetector(native_logs=verbose) if "hands" in parse_occluders(occluders) else None
-
-
-def _checksum(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _write(path: Path, data: bytes) -> str:
-    """Write atomically (a kill never leaves a half-written file); returns the content's checksum."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return _checksum(data)
-
-
-def _png(array) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def _npy(array) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
 
 
 def outputs_intact(out: Path, record: dict) -> bool:
@@ -107,45 +41,9 @@ def outputs_intact(out: Path, record: dict) -> bool:
                 data = (out / kind / f"{face['id']}.{ext}").read_bytes()
             except OSError:
                 return False
-            if _checksum(data) != face.get("checksum", {}).get(kind):
+            if checksum(data) != face.get("checksum", {}).get(kind):
                 return False
     return True
-
-
-def process_photo(photo, out: Path, cfg: PrepConfig) -> dict:
-    """Fit, unwrap and write every face of one photo; returns its manifest record."""
-    record = {"key": photo.key, "path": str(photo.path), "split": photo.split, "group": photo.group, "faces": []}
-    try:
-        image = read_photo(photo.path)
-    except PhotoError as e:
-        return {**record, "status": "failed", "reason": str(e)}
-    faces, reason = _fitter.fit(image)
-    if not faces:
-        return {**record, "status": "failed", "reason": reason}
-    tests = parse_occluders(cfg.occluders)
-    hands = _hands.detect(image) if "hands" in tests else []
-    for j, face in enumerate(faces):
-        item = f"{photo.key}_{j}"
-        result = unwrap(image, face.landmarks, cfg.uv_size, method=cfg.method)
-        occlusion = find_occluders(result.texture, result.visible, face.landmarks, image.shape, hands, tests)
-        seen = result.visible & ~occlusion.occluded
-        atlas_area, geometric = uv_atlas(cfg.uv_size).mask.sum(), max(result.visible.sum(), 1)
-        checksum = {"uv": _write(out / "uv" / f"{item}.png", _png(result.texture)),
-                    "vis": _write(out / "vis" / f"{item}.png", _png(seen.astype(np.uint8) * 255)),
-                    "vis_unfiltered": _write(out / "vis_unfiltered" / f"{item}.png",
-                                             _png(result.visible.astype(np.uint8) * 255)),
-                    "mesh": _write(out / "mesh" / f"{item}.npy", _npy(face.landmarks))}
-        record["faces"].append({"id": item, "face": j, "yaw": round(face.yaw, 2), "pitch": round(face.pitch, 2),
-                                "roll": round(face.roll, 2), "visible_fraction": round(seen.sum() / atlas_area, 4),
-                                "occluded_fraction": round(occlusion.occluded.sum() / geometric, 4),
-                                "hand_fraction": round(occlusion.hands.sum() / geometric, 4),
-                                "score": round(face.score, 3), "box": [round(v, 1) for v in face.box],
-                                "checksum": checksum})
-    return {**record, "status": "ok", "reason": ""}
-
-
-def _process(args):
-    return process_photo(*args)
 
 
 def _open_or_create(out: Path, cfg: PrepConfig, source_name: str):
@@ -247,11 +145,11 @@ def prepare(photos, out, cfg: PrepConfig = PrepConfig(), source_name="", progres
         jobs = [(p, out, cfg) for p in todo]
         bar = tqdm(total=len(jobs), desc=f"prep {out.name}", unit="photo", disable=not progress)
         if workers == 1 or len(jobs) < 8:
-            _init_worker(verbose, cfg.occluders, cfg.mesh)
-            results = map(_process, jobs)
+            init_worker(verbose, cfg.occluders, cfg.mesh)
+            results = map(process, jobs)
         else:
-            pool = get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(verbose, cfg.occluders, cfg.mesh))
-            results = pool.imap_unordered(_process, jobs, chunksize=4)
+            pool = get_context("spawn").Pool(workers, initializer=init_worker, initargs=(verbose, cfg.occluders, cfg.mesh))
+            results = pool.imap_unordered(process, jobs, chunksize=4)
         try:
             for rec in results:
                 record(rec)
