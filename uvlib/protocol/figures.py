@@ -1,5 +1,6 @@
 """Figures shared by the notebooks; every figure is also saved as a PNG in its run folder."""
 import csv
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -47,6 +48,30 @@ def show_grid(images, path, ncols=8, title=None, scale=1.6):
     if title:
         ax.set_title(title)
     return save(fig, path)
+
+
+def labelled_grid(row_labels, column_labels, images, path, cell=1.2):
+    """images[r][c] (maps as for to_image, or None: a blank cell) as one figure with a title per column and a
+    label per row, saved to `path`; returns the figure."""
+    fig, axes = plt.subplots(len(row_labels), len(column_labels), squeeze=False,
+                             figsize=(cell * len(column_labels), cell * len(row_labels) + 0.4))
+    for r, row in enumerate(images):
+        for c, image in enumerate(row):
+            ax = axes[r, c]
+            ax.set_xticks([]), ax.set_yticks([])
+            if image is None:
+                ax.set_frame_on(False)
+            else:
+                ax.imshow(to_image(image))
+        axes[r, 0].set_ylabel(_wrapped(row_labels[r], 20), fontsize=6)
+    for c, column in enumerate(column_labels):
+        axes[0, c].set_title(_wrapped(column.replace("/", "/ "), 18), fontsize=6)
+    return save(fig, path)
+
+
+def _wrapped(label: str, width: int) -> str:
+    """A label broken into lines of at most `width` characters (long words split), its own line breaks kept."""
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) for line in label.splitlines())
 
 
 def draw_mesh(ax, image, landmarks, color="lime", lw=0.3):
