@@ -150,6 +150,7 @@ class GANSpec:
     lr: float = 2e-4
     pixel_weight: float = 0.999
     adv_weight: float = 0.001
+    hole_weight: float = 6.0               # pixel loss on hole texels vs known ones (the PConv loss: 6 vs 1)
     amp: str = "auto"
     channels_last: str = "auto"
 
@@ -172,7 +173,7 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
                                           predict_residual_on_extra=cascade is not None))
     discriminator = PatchDiscriminator(ctx.uv_size, spec.base_width, in_channels=4)
     trainer = GANTrainer(generator, discriminator, ctx.atlas, lr=spec.lr, pixel_weight=spec.pixel_weight,
-                     adv_weight=spec.adv_weight, extra_fn=cascade)
+                         adv_weight=spec.adv_weight, hole_weight=spec.hole_weight, extra_fn=cascade)
     batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed, ctx.device)
     per_epoch = spec.steps_per_epoch(len(uv))
     snapshots = {}
