@@ -263,3 +263,15 @@ def test_gan_hole_weight_reaches_the_pixel_loss_and_a_changed_one_retrains(tmp_p
     with pytest.warns(UserWarning, match=r"spec\.hole_weight: 6\.0 -> 1\.0"):
         train_gan(ctx, GANSpec(name="g", base_width=4, epochs=(1,), batch_size=4, hole_weight=1.0), 2)
     assert made == [6.0, 1.0]
+
+
+def test_model_files_record_their_training_budget_and_gan_snapshots_add_up(tmp_path):
+    ctx = make_ctx(tmp_path)
+    train_pconv(ctx, spec(steps=2), 1)
+    pconv = torch.load(ctx.out_dir / "model-p.pt", weights_only=True)["budget"]
+    assert pconv["images_seen"] == 2 * 4 and pconv["train_seconds"] > 0 and pconv["device"].startswith("cpu")
+    train_gan(ctx, GANSpec(name="g", base_width=4, epochs=(1, 2), batch_size=4), 2)
+    first, second = (torch.load(ctx.out_dir / f"model-g_ep{e}.pt", weights_only=True)["budget"] for e in (1, 2))
+    per_epoch = len(ctx.train_uv) // 4
+    assert (first["images_seen"], second["images_seen"]) == (per_epoch * 4, 2 * per_epoch * 4)
+    assert second["train_seconds"] > first["train_seconds"] > 0
