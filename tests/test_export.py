@@ -168,6 +168,21 @@ def test_reloaded_files_render_like_the_turntable_frames(files, face, size, boun
         assert mad(unflipped, frame) > 20
 
 
+@pytest.mark.parametrize("size", [S, BIG])
+def test_colours_outside_the_atlas_change_no_exported_texel_and_no_rendered_pixel(face, tmp_path, size):
+    """A model may paint anything outside the atlas (PConv paints cyan): none of it may reach a file or a view."""
+    image, landmarks, completed = face
+    painted = completed.copy()
+    painted[~uv_atlas(S).mask] = (0, 255, 0)
+    assert np.array_equal(face_texture(image, landmarks, painted, size), face_texture(image, landmarks, completed, size))
+    paths = {name: export_face(tmp_path / name, image, landmarks, texture, ("glb",), texture_size=size)["glb"]
+             for name, texture in (("painted", painted), ("plain", completed))}
+    for yaw in (-45, 0, 45):
+        assert np.array_equal(render_exported(paths["painted"], yaw, 128), render_exported(paths["plain"], yaw, 128))
+        assert np.array_equal(turntable(painted, landmarks, [yaw], size=128)[0],
+                              turntable(completed, landmarks, [yaw], size=128)[0])
+
+
 def test_larger_texture_takes_seen_texels_from_the_photo_and_pads_the_atlas(face):
     image, landmarks, completed = face
     texture = face_texture(image, landmarks, completed, BIG)

@@ -1,3 +1,4 @@
+import copy
 import csv
 from dataclasses import asdict
 
@@ -104,6 +105,28 @@ def test_discriminator_sees_real_and_fake_through_the_same_mask():
     assert torch.equal(shown, real["observed"] * atlas())
 
 
+def test_discriminator_scores_a_map_the_same_whatever_else_is_in_its_batch():
+    """Batch norm in train mode would score real and fake by their own batch's statistics."""
+    torch.manual_seed(0)
+    discriminator = PatchDiscriminator(S, base_width=4).train()
+    twin = copy.deepcopy(discriminator)                     # the same state for a second first forward
+    maps = torch.rand(4, 4, S, S)
+    alone = discriminator(maps[:2])
+    with_others = twin(torch.cat([maps[:2], 0.5 * maps[2:]]))[:2]
+    assert torch.allclose(alone, with_others, atol=1e-6)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in discriminator.modules())
+
+
+def test_discriminator_update_scores_real_and_fake_in_one_forward():
+    stage = make_stage()
+    calls = []
+    stage.discriminator.register_forward_hook(lambda module, args, out: calls.append((len(args[0]), module.training)))
+    batch = random_batch(0)
+    stage.training_step(batch, 1)
+    assert calls == [(8, True), (4, False)]                 # D update: real + fake together; G's pass: fake, eval
+    assert stage.discriminator.training
+
+
 def test_a_few_steps_train_both_nets(tmp_path):
     stage = make_stage()
     g0, d0 = clone_params(stage.generator), clone_params(stage.discriminator)
@@ -111,7 +134,7 @@ def test_a_few_steps_train_both_nets(tmp_path):
     batch = random_batch(0)
     last = train(stage, random_batch, cfg, sample_fn=lambda st, step: st.sample(batch))
     assert {"g_total", "pixel", "adv", "d", "lr"} <= set(last) and last["lr"] == 2e-4
-    assert all(torch.isfinite(torch.tensor(v)) for v in last.values())
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in last.items() if k != "device")
     assert any(not torch.equal(a, b) for a, b in zip(g0, stage.generator.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(d0, stage.discriminator.parameters()))
     assert all(p.requires_grad for p in stage.discriminator.parameters())

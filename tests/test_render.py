@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
+from uvlib.geometry.mesh import uv_atlas
 from uvlib.geometry.pose import canonical_in_camera_axes
 from uvlib.geometry.render import render, save_gif, turntable, views_strip
 
@@ -73,6 +74,18 @@ def test_half_red_half_blue_texture_splits_a_frontal_face_and_turning_hides_one_
     steps = np.diff(red_share)
     assert (steps > 0.05).all() or (steps < -0.05).all()      # one colour shrinks steadily as the head turns
     assert min(red_share[0], red_share[-1]) < 0.1 and max(red_share[0], red_share[-1]) > 0.9
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_colours_outside_the_atlas_never_reach_the_face(size):
+    """A model may paint anything outside the atlas (PConv paints cyan): none of it may show as a rim."""
+    skin = (200, 150, 120)
+    tex = flat_texture(skin, size)
+    tex[~uv_atlas(size).mask] = (0, 255, 0)
+    for yaw in (-60, -30, 0, 30, 60):
+        out = render(tex, posed_canonical(yaw), size=160, shading=False)
+        face = (out != 255).any(-1)
+        assert face.sum() > 1000 and (np.abs(out[face].astype(int) - skin).max(-1) <= 1).all(), yaw
 
 
 def test_render_is_deterministic():

@@ -1,6 +1,7 @@
 """Run-folder contract: model files, metrics.json, the results table and the missing-stage errors."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,7 +9,8 @@ from uvlib.models.mean_face import MeanFace
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.registry import load_model, load_stage_models, save_model
-from uvlib.protocol.report import markdown_table, table_rows, write_table
+from uvlib.protocol.cases import Benchmark, TestCases
+from uvlib.protocol.report import evaluate_methods, markdown_table, table_rows, write_table
 from uvlib.protocol.runs import MissingStageError, collect_metrics, read_metrics, require, write_metrics
 
 
@@ -79,6 +81,26 @@ def test_metrics_json_table_and_missing_stages(tmp_path):
     assert md.splitlines()[2].startswith("| 01_pca | masked_pca_k32 | 10 | 20.00 | 0.5000")
     assert (tmp_path / "results" / "results.csv").read_text().startswith("stage,method,n,psnr")
     assert markdown_table([]) == "(no results)"
+
+
+def test_metrics_and_table_record_the_training_budget_of_models_the_stage_trained(tmp_path):
+    uv, observed, atlas = tiny_maps()
+    hole = np.zeros((len(uv), 16, 16), dtype=bool)
+    hole[:, :, :8] = True
+    bench = Benchmark(uv, observed, atlas, TestCases(np.arange(len(uv)), hole, np.array(["pose"] * len(uv)),
+                                                      np.full(len(uv), 50.0)), [{"id": str(i)} for i in range(len(uv))])
+    face = MeanFace().fit(uv, observed, atlas)
+    budget = {"images_seen": 6400, "train_seconds": 90.0, "device": "cpu: x86_64 (2 threads)"}
+    save_model(tmp_path / "model-trained.pt", "mean_face", 16, {}, face.state_dict(), budget=budget)
+    evaluate_methods({"trained": face, "untrained": face}, bench, tmp_path, "05_gan", 0, {}, progress=False)
+    methods = read_metrics(tmp_path)["methods"]
+    assert methods["trained"]["budget"] == budget and "budget" not in methods["untrained"]
+    rows = table_rows({"05_gan": {"methods": methods}})
+    assert (rows[0]["images seen"], rows[0]["train min"]) == (6400, 1.5)
+    assert (rows[1]["images seen"], rows[1]["train min"]) == (None, None)
+    md = markdown_table(rows).splitlines()
+    assert md[0].endswith("| images seen | train min |")
+    assert md[2].endswith("| 6400 | 1.50 |") and md[3].endswith("|  |  |")
 
 
 def test_best_stage_models_picks_the_best_method_that_has_a_model_file(tmp_path):

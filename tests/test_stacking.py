@@ -19,7 +19,7 @@ from uvlib.study.recipes import GANSpec, PConvSpec, stacking_record, train_blend
 from uvlib.train.batches import HoleSampler, TrainingBatches
 from uvlib.train.crossfit import CrossFittedPCA, FoldedBatches, group_folds
 from uvlib.train.provenance import state_digest
-from uvlib.train.trainers import CascadeTrainer
+from uvlib.train.trainers import CascadeTrainer, GANTrainer
 
 S = 16
 
@@ -246,3 +246,32 @@ def test_the_same_run_is_reused_and_every_gan_snapshot_keeps_its_epoch(tmp_path,
     assert again == first and first["g_ep1"] != first["g_ep2"]
     assert not [w for w in recwarn if "another run" in str(w.message)]
     assert not list((ctx.out_dir / "train").glob("*.superseded-*"))
+
+
+def test_gan_hole_weight_reaches_the_pixel_loss_and_a_changed_one_retrains(tmp_path, monkeypatch):
+    ctx = make_ctx(tmp_path)
+    made, init = [], GANTrainer.__init__
+
+    def recorded(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self.hole_weight)
+
+    monkeypatch.setattr(GANTrainer, "__init__", recorded)
+    train_gan(ctx, GANSpec(name="g", base_width=4, epochs=(1,), batch_size=4), 2)
+    assert made == [GANSpec().hole_weight] == [6.0]
+    assert torch.load(ctx.out_dir / "model-g_ep1.pt")["run"]["spec"]["hole_weight"] == 6.0
+    with pytest.warns(UserWarning, match=r"spec\.hole_weight: 6\.0 -> 1\.0"):
+        train_gan(ctx, GANSpec(name="g", base_width=4, epochs=(1,), batch_size=4, hole_weight=1.0), 2)
+    assert made == [6.0, 1.0]
+
+
+def test_model_files_record_their_training_budget_and_gan_snapshots_add_up(tmp_path):
+    ctx = make_ctx(tmp_path)
+    train_pconv(ctx, spec(steps=2), 1)
+    pconv = torch.load(ctx.out_dir / "model-p.pt", weights_only=True)["budget"]
+    assert pconv["images_seen"] == 2 * 4 and pconv["train_seconds"] > 0 and pconv["device"].startswith("cpu")
+    train_gan(ctx, GANSpec(name="g", base_width=4, epochs=(1, 2), batch_size=4), 2)
+    first, second = (torch.load(ctx.out_dir / f"model-g_ep{e}.pt", weights_only=True)["budget"] for e in (1, 2))
+    per_epoch = len(ctx.train_uv) // 4
+    assert (first["images_seen"], second["images_seen"]) == (per_epoch * 4, 2 * per_epoch * 4)
+    assert second["train_seconds"] > first["train_seconds"] > 0

@@ -1,4 +1,5 @@
 import csv
+import time
 
 import pytest
 import torch
@@ -79,6 +80,30 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
         assert torch.equal(a, b), name
     assert resumed.model.fine_tune and resumed.optimizer.param_groups[0]["lr"] == 5e-4
     assert read_log(cfg_a) == read_log(cfg_b)
+
+
+def test_budget_of_a_run_resumed_in_pieces_adds_up(tmp_path):
+    """Images seen count every step once; seconds sum the pieces (each step here takes at least 50 ms)."""
+    def slow_batch(step):
+        time.sleep(0.05)
+        return random_batch(step)
+
+    def dies_at_5(step):
+        if step == 5:
+            raise Killed
+        return slow_batch(step)
+
+    cfg = config(tmp_path, "pieces")
+    with pytest.raises(Killed):
+        train(make_stage(), dies_at_5, cfg)
+    first_piece = torch.load(checkpoint_paths(cfg.out_dir)[-1], weights_only=True)["budget"]
+    assert first_piece["images_seen"] == 4 * 4 and first_piece["train_seconds"] >= 4 * 0.05
+    done = train(make_stage(), slow_batch, cfg)
+    assert done["images_seen"] == 6 * 4 and done["train_seconds"] >= 6 * 0.05
+    assert done["device"].startswith("cpu: ")
+    again = train(make_stage(), slow_batch, cfg)                     # nothing left to do: the stored budget
+    assert {k: again[k] for k in ("images_seen", "train_seconds", "device")} == \
+        {k: done[k] for k in ("images_seen", "train_seconds", "device")}
 
 
 def test_stage_with_extra_fill_trains(tmp_path):

@@ -67,7 +67,7 @@ def _baselines(args):
 
 def _evaluate(args):
     from uvlib.data.dataset import open_dataset
-    from uvlib.models.registry import load_model, model_files
+    from uvlib.models.registry import load_model, model_budget, model_files
     from uvlib.protocol.cases import load_benchmark, score
     from uvlib.protocol.report import markdown_table, table_rows
     from uvlib.protocol.runs import write_metrics
@@ -79,17 +79,17 @@ def _evaluate(args):
         raise FileNotFoundError(f"{stage} holds no model-*.pt; run its stage notebook first")
     ds = open_dataset(input_folder(args.dataset, "a prepared dataset folder"))
     ds.split_rows(args.split)
-    models = {}
+    models, budgets = {}, {}
     for file in files:
         fn, info = load_model(file)
         if info["uv_size"] != ds.uv_size:
             m, d = info["uv_size"], ds.uv_size
             raise ValueError(f"model {file} is {m}x{m}, dataset is {d}x{d}: prepare at {m} or pick another model")
-        models[info["name"]] = fn
+        models[info["name"]], budgets[info["name"]] = fn, model_budget(file)
     out = output_folder(args.out or stage / f"evaluate-{args.split}-seed{args.seed}", "--out")
     bench = load_benchmark(ds, args.split, seed=args.seed, limit=args.limit, progress=not args.quiet)
-    methods = {name: {"params": {}, "scores": score(fn, bench, progress=not args.quiet, desc=f"scoring {name}")[0]}
-               for name, fn in models.items()}
+    methods = {name: {"params": {}, "scores": score(fn, bench, progress=not args.quiet, desc=f"scoring {name}")[0],
+                      **({"budget": budgets[name]} if budgets[name] else {})} for name, fn in models.items()}
     write_metrics(out, stage.name, methods, args.seed, {"dataset": str(ds.root), "split": args.split, "limit": args.limit})
     print(markdown_table(table_rows({stage.name: {"methods": methods}})))
     print(f"written {out / 'metrics.json'}")

@@ -25,11 +25,10 @@ import cv2
 import numpy as np
 import trimesh
 from PIL import Image
-from scipy import ndimage
 
 from uvlib.geometry.mesh import ATLAS_SIZES, face_model, uv_atlas
 from uvlib.geometry.pose import estimate_pose, reposed_mesh
-from uvlib.geometry.render import render
+from uvlib.geometry.render import atlas_edge_texels, pad_atlas, render
 from uvlib.geometry.unwrap import unwrap
 
 FORMATS = ("obj", "glb")
@@ -61,15 +60,6 @@ def mesh_vertices(landmarks, frontalise=False) -> np.ndarray:
     return centred * CAMERA_AXES
 
 
-def pad_atlas(texture, atlas, edge_texels) -> np.ndarray:
-    """Texels outside `atlas` take the nearest atlas texel's colour up to `edge_texels` away, the atlas's mean
-    colour beyond."""
-    distance, (rows, cols) = ndimage.distance_transform_edt(~atlas, return_indices=True)
-    out = texture[rows, cols]
-    out[distance > edge_texels] = texture[atlas].mean(0).round().astype(texture.dtype)
-    return out
-
-
 def face_texture(image, landmarks, completed, size=None) -> np.ndarray:
     """The texture to export, (S, S, 3) uint8: `completed` at its own size, or at `size` the photo's seen texels
     unwrapped at that size and the completion upsampled for the unseen ones; padded outside the atlas."""
@@ -82,7 +72,7 @@ def face_texture(image, landmarks, completed, size=None) -> np.ndarray:
         everywhere = pad_atlas(completed, uv_atlas(own).mask, own)        # no black rim to upsample
         filled = cv2.resize(everywhere, (size, size), interpolation=cv2.INTER_CUBIC if size > own else cv2.INTER_AREA)
         texture = np.where(seen.visible[..., None], seen.texture, filled)
-    return pad_atlas(texture, uv_atlas(size).mask, edge_texels=max(2, size // 32))
+    return pad_atlas(texture, uv_atlas(size).mask, atlas_edge_texels(size))
 
 
 def textured_mesh(verts, texture, name, material="pbr") -> trimesh.Trimesh:

@@ -2,15 +2,19 @@
 
 The mesh is drawn with the numpy rasteriser (depth buffer, back faces culled); each pixel takes its UV
 coordinate from its barycentrics and samples the texture bilinearly. Lambert shading from per-vertex normals
-shows the shape that a flat texture would hide. Texels outside the atlas or unknown (black) are drawn as
-they are, so an incomplete texture shows its holes.
+shows the shape that a flat texture would hide. Unknown (black) texels inside the atlas are drawn as they are,
+so an incomplete texture shows its holes. Texels outside the atlas never reach the face: whatever a model
+painted there (PConv paints cyan) or a completion left there (black) is replaced by the nearest atlas
+texel's colour before sampling, as an exported texture is padded, so bilinear sampling at a seam or the
+atlas edge only mixes face colours.
 """
 import cv2
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 
-from uvlib.geometry.mesh import face_model
+from uvlib.geometry.mesh import face_model, uv_atlas
 from uvlib.geometry.pose import reposed_mesh
 from uvlib.geometry.raster import rasterize
 
@@ -30,6 +34,21 @@ def texture_array(texture) -> np.ndarray:
     if texture.dtype == np.uint8:
         return texture.astype(np.float32) / 255
     return np.clip(texture, 0, 1).astype(np.float32)
+
+
+def pad_atlas(texture, atlas, edge_texels) -> np.ndarray:
+    """Texels outside `atlas` take the nearest atlas texel's colour up to `edge_texels` away, the atlas's mean
+    colour beyond. texture (S, S, 3) uint8 or float, atlas (S, S) bool."""
+    distance, (rows, cols) = ndimage.distance_transform_edt(~atlas, return_indices=True)
+    out = texture[rows, cols]
+    mean = texture[atlas].mean(0)
+    out[distance > edge_texels] = mean.round() if np.issubdtype(texture.dtype, np.integer) else mean
+    return out
+
+
+def atlas_edge_texels(size: int) -> int:
+    """How far outside the atlas the edge colours are extended (the rest takes the mean colour)."""
+    return max(2, size // 32)
 
 
 def vertex_normals(verts: np.ndarray, tri=None) -> np.ndarray:
@@ -63,6 +82,9 @@ def render(texture, verts, size=256, light=(0.3, -0.3, -1.0), ambient=0.35, back
     texture coordinates (a reloaded export), the face model's by default.
     """
     tex = texture_array(texture)
+    if tex.shape[0] != tex.shape[1]:
+        raise ValueError(f"texture must be square (a UV map), got shape {tex.shape}")
+    tex = pad_atlas(tex, uv_atlas(tex.shape[0]).mask, atlas_edge_texels(tex.shape[0]))
     verts = np.asarray(verts, dtype=np.float64)
     lo, hi = mesh_box(verts) if box is None else (np.asarray(box[0], float), np.asarray(box[1], float))
     scale = size * (1 - 2 * MARGIN) / max(float((hi - lo).max()), 1e-9)

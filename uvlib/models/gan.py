@@ -17,10 +17,19 @@ Choices that differ from, or are silent in, the paper (all documented here once)
   map * observed * atlas with that region as a fourth channel, real and fake alike; otherwise
   the pattern of black unobserved texels alone would tell real from fake.
 - Pixel loss: masked MSE of the raw prediction on the observed atlas texels, hole texels
-  weighted by `hole_weight` relative to the known ones (default 1 = plain masked MSE; the paper
-  reconstructed only the hole plus a thin overlap border weighted 10x).
+  weighted by `hole_weight` relative to the known ones (GANTrainer's default 1 = plain masked MSE;
+  the study's GANSpec uses the PConv loss's hole/valid split, 6 to 1; the paper reconstructed only
+  the hole plus a thin overlap border weighted 10x).
+- Discriminator normalisation: spectral norm on every convolution and no batch norm (Miyato et
+  al. 2018), where pix2pix's PatchGAN has batch norm. With batch norm in train mode a patch's
+  score depends on the rest of its batch: real and fake scored in separate batches are each
+  normalised by their own statistics, so D can tell them apart by the batch statistics alone and
+  G's adversarial pass (fake only) is normalised differently from D's update. Without batch norm a
+  map's score depends on that map alone; the D update still scores real and fake in one forward
+  (one power-iteration step per update), and G's adversarial pass runs D in eval mode (the
+  spectral-norm estimate of that update, not a second power-iteration step).
 - symmetric: the mirrored map and its mirrored visibility (uvlib.models.symmetry) as four more input
-  channels, as for the PConv U-Net.
+  channels of the generator, as for the PConv U-Net.
 - predict_residual_on_extra (stage 06): output = clamp(extra + residual, 0, 1), the last layer
   starting at zero, so an untrained generator returns the earlier stage's completion unchanged.
 """
@@ -30,6 +39,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from uvlib.models.pconv import check_inputs
 from uvlib.models.symmetry import MIRROR_CHANNELS, MirrorInputs
@@ -114,24 +124,22 @@ class Generator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """PatchGAN (Isola et al. 2017): 4x4 convs, stride 2 then 1, BN (not on the first) and
-    LeakyReLU(0.2); one raw score per patch (least squares: no sigmoid). Up to 3 stride-2 levels
-    (a 70x70 receptive field), fewer for small maps so at least a few patches remain."""
+    """PatchGAN (Isola et al. 2017): 4x4 convs, stride 2 then 1, LeakyReLU(0.2) and spectral norm on
+    every conv instead of batch norm (see the module doc); one raw score per patch (least squares: no
+    sigmoid). Up to 3 stride-2 levels (a 70x70 receptive field), fewer for small maps so at least a
+    few patches remain."""
 
     def __init__(self, uv_size=128, base_width=64, in_channels=4):
         super().__init__()
         n_down = min(3, max(1, _power_of_two(uv_size, 8, "PatchDiscriminator") - 3))
         self.uv_size, self.in_channels = uv_size, in_channels
         widths = [min(base_width * 2 ** i, 8 * base_width) for i in range(n_down + 1)]
-        layers = [nn.Conv2d(in_channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]
+        layers = [spectral_norm(nn.Conv2d(in_channels, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2)]
         for i in range(1, n_down + 1):
             stride = 2 if i < n_down else 1
-            layers += [nn.Conv2d(widths[i - 1], widths[i], 4, stride, 1, bias=False),
-                       nn.BatchNorm2d(widths[i]), nn.LeakyReLU(0.2)]
-        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 1)]
+            layers += [spectral_norm(nn.Conv2d(widths[i - 1], widths[i], 4, stride, 1)), nn.LeakyReLU(0.2)]
+        layers += [spectral_norm(nn.Conv2d(widths[-1], 1, 4, 1, 1))]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
         return self.net(x).float()
-
-

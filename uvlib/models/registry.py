@@ -26,13 +26,15 @@ BUILDERS = {
 }
 
 
-def save_model(path, kind: str, uv_size: int, config: dict, state: dict, run: dict = None):
-    """run: what made the model (spec, data fingerprint, how stacked inputs were made), plain types only."""
+def save_model(path, kind: str, uv_size: int, config: dict, state: dict, run: dict = None, budget: dict = None):
+    """run: what made the model (spec, data fingerprint, how stacked inputs were made), plain types only.
+    budget: what training it cost ({images_seen, train_seconds, device}; uvlib.train.loop.Budget), if it learned."""
     if kind not in BUILDERS:
         raise ValueError(f"model kind {kind!r} is unknown; use one of {sorted(BUILDERS)}")
     path = Path(path)
     tmp = path.with_suffix(".tmp")
-    torch.save({"kind": kind, "uv_size": uv_size, "config": config, "state": state, "run": run or {}}, tmp)
+    torch.save({"kind": kind, "uv_size": uv_size, "config": config, "state": state, "run": run or {},
+                "budget": budget or {}}, tmp)
     tmp.replace(path)
 
 
@@ -56,6 +58,11 @@ def read_model_file(path) -> dict:
     if not isinstance(saved, dict) or saved.get("kind") not in BUILDERS:
         raise ValueError(f"{path} is not a uvlib model file (no known 'kind'); pick a model-*.pt of a stage folder")
     return saved
+
+
+def model_budget(path) -> dict:
+    """The training budget a model file records ({} for one that did not learn or predates budgets)."""
+    return read_model_file(path).get("budget") or {}
 
 
 def load_model(path, device="cpu"):

@@ -1,7 +1,8 @@
 """Scoring a stage's methods into its run folder, and the one results table over all stages.
 
-Every stage calls `evaluate_methods`, which writes the run-folder contract: metrics.json (per method: params
-and protocol scores), scores-<method>.csv (per test case) and showcase.npz (the same fixed test cases
+Every stage calls `evaluate_methods`, which writes the run-folder contract: metrics.json (per method: params,
+protocol scores and, for a model this stage trained, its training budget read from its model file: images
+seen, train seconds, device), scores-<method>.csv (per test case) and showcase.npz (the same fixed test cases
 completed by each method, for the results notebook's side-by-side grid).
 """
 import csv
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from uvlib.models.registry import model_budget
 from uvlib.protocol.cases import YAW_BIN_NAMES, Benchmark, complete_cases, score
 from uvlib.protocol.runs import write_metrics
 
@@ -26,6 +28,10 @@ def evaluate_methods(methods: dict, bench: Benchmark, out_dir, stage: str, seed:
     for name, fn in methods.items():
         summary, records = score(fn, bench, device=device, progress=progress, desc=f"scoring {name}")
         results[name] = {"params": method_params.get(name, {}), "scores": summary}
+        model_file = out_dir / f"model-{name}.pt"
+        budget = model_budget(model_file) if model_file.is_file() else {}
+        if budget:
+            results[name]["budget"] = budget
         write_records(out_dir / f"scores-{name}.csv", records)
         showcase[name] = complete_cases(fn, bench, show, device=device).numpy()
     target, _, _, known = bench.case(show)
@@ -44,7 +50,8 @@ def write_records(path: Path, records):
 
 
 def table_rows(metrics_by_stage: dict) -> list:
-    """One row per (stage, method): overall scores and hole PSNR per yaw bin."""
+    """One row per (stage, method): overall scores, hole PSNR per yaw bin and the training budget (images seen,
+    minutes; blank for a method that did not learn in that stage)."""
     rows = []
     for stage, metrics in metrics_by_stage.items():
         for method, entry in metrics["methods"].items():
@@ -53,6 +60,9 @@ def table_rows(metrics_by_stage: dict) -> list:
             row.update({m: s["overall"][m] for m in METRIC_COLUMNS})
             row.update({f"psnr {b}": s["by_yaw_bin"].get(b, {}).get("psnr", float("nan")) for b in YAW_BIN_NAMES})
             row["psnr borrowed"] = s.get("by_kind", {}).get("borrowed", {}).get("psnr", float("nan"))
+            budget = entry.get("budget") or {}
+            row["images seen"] = budget.get("images_seen")
+            row["train min"] = budget["train_seconds"] / 60 if "train_seconds" in budget else None
             rows.append(row)
     return rows
 
@@ -61,7 +71,8 @@ def markdown_table(rows) -> str:
     if not rows:
         return "(no results)"
     head = list(rows[0])
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) and abs(v) < 1 else f"{v:.2f}" if isinstance(v, float) else str(v)
+    fmt = lambda v: "" if v is None else f"{v:.4f}" if isinstance(v, float) and abs(v) < 1 \
+        else f"{v:.2f}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(fmt(r[h]) for h in head) + " |" for r in rows]
     return "\n".join(lines)

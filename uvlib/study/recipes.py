@@ -30,7 +30,7 @@ from uvlib.train import distributed
 from uvlib.train.autoencoder import fit_autoencoder
 from uvlib.train.batches import TrainingBatches
 from uvlib.train.crossfit import CrossFittedPCA, FoldedBatches
-from uvlib.train.loop import TrainConfig, train
+from uvlib.train.loop import TrainConfig, budget_of, device_name, train
 from uvlib.train.losses import DEFAULT_WEIGHTS, InpaintingLoss
 from uvlib.train.provenance import data_record, held_out_record, reusable, state_digest, stored_run
 from uvlib.train.trainers import BlendTrainer, CascadeTrainer, GANTrainer, PConvTrainer
@@ -133,13 +133,13 @@ def train_pconv(ctx: StageContext, spec: PConvSpec, checkpoint_every=100, pca: M
         batches = FoldedBatches(uv, observed, fold, ctx.hole_sampler(), spec.batch_size, ctx.seed, ctx.device)
     train_cfg = _train_config(ctx, spec.name, spec.steps + spec.fine_tune_steps, checkpoint_every, run, spec.amp,
                               spec.channels_last)
-    train(trainer, batches, train_cfg, sample_fn=lambda st, step: st.sample(batches(0)))
+    budget = budget_of(train(trainer, batches, train_cfg, sample_fn=lambda st, step: st.sample(batches(0))))
     model.eval()
     if pca is None:
-        _save_model(path, "pconv", ctx.uv_size, asdict(cfg), model.state_dict(), run)
+        _save_model(path, "pconv", ctx.uv_size, asdict(cfg), model.state_dict(), run, budget)
         return model.complete
     config, state = completer.state()
-    _save_model(path, "pca_pconv", ctx.uv_size, config, state, run)
+    _save_model(path, "pca_pconv", ctx.uv_size, config, state, run, budget)
     return completer
 
 
@@ -153,6 +153,7 @@ class GANSpec:
     pixel_weight: float = 0.999
     adv_weight: float = 0.001
     symmetric: bool = False                # also see the mirrored map and its visibility (uvlib.models.symmetry)
+    hole_weight: float = 6.0               # pixel loss on hole texels vs known ones (the PConv loss: 6 vs 1)
     amp: str = "auto"
     channels_last: str = "auto"
 
@@ -176,7 +177,7 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
                                           symmetric=spec.symmetric))
     discriminator = PatchDiscriminator(ctx.uv_size, spec.base_width, in_channels=4)
     trainer = GANTrainer(generator, discriminator, ctx.atlas, lr=spec.lr, pixel_weight=spec.pixel_weight,
-                     adv_weight=spec.adv_weight, extra_fn=cascade)
+                         adv_weight=spec.adv_weight, hole_weight=spec.hole_weight, extra_fn=cascade)
     batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed, ctx.device)
     per_epoch = spec.steps_per_epoch(len(uv))
     snapshots = {}
@@ -185,16 +186,17 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
         path = ctx.out_dir / f"model-{name}.pt"
         if not reusable(ctx.out_dir / "train" / spec.name, path, {**run, "epoch": epoch},
                         made_together=ctx.out_dir.glob(f"model-{spec.name}_ep*.pt")):
-            train(trainer, batches, _train_config(ctx, spec.name, epoch * per_epoch, checkpoint_every, run,
-                                                spec.amp, spec.channels_last),
-                  sample_fn=lambda st, step: st.sample(batches(0)))
+            done = train(trainer, batches, _train_config(ctx, spec.name, epoch * per_epoch, checkpoint_every, run,
+                                                       spec.amp, spec.channels_last),
+                         sample_fn=lambda st, step: st.sample(batches(0)))
             generator.eval()
             if cascade is None:
                 _save_model(path, "gan", ctx.uv_size, asdict(generator.cfg), generator.state_dict(),
-                            {**run, "epoch": epoch})
+                            {**run, "epoch": epoch}, budget_of(done))
             else:
                 config, state = CascadeThenGAN(cascade, generator).state()
-                _save_model(path, "pca_pconv_gan", ctx.uv_size, config, state, {**run, "epoch": epoch})
+                _save_model(path, "pca_pconv_gan", ctx.uv_size, config, state, {**run, "epoch": epoch},
+                            budget_of(done))
         snapshots[name] = load_model(path, ctx.device)[0]
     return snapshots
 
@@ -216,10 +218,10 @@ def train_blend(ctx: StageContext, pca: MaskedPCA, pconv: PConvUNet, name="blend
     blended = BlendedPCAPConv(pca, pconv, BlendNet(hidden, symmetric=symmetric, uv_size=ctx.uv_size))
     trainer = BlendTrainer(blended, ctx.atlas, lr=lr)
     batches = TrainingBatches(uv, observed, ctx.hole_sampler(), batch_size, ctx.seed, ctx.device)
-    train(trainer, batches, _train_config(ctx, name, steps, checkpoint_every, run),
-          sample_fn=lambda st, step: st.sample(batches(0)))
+    done = train(trainer, batches, _train_config(ctx, name, steps, checkpoint_every, run),
+                 sample_fn=lambda st, step: st.sample(batches(0)))
     config, state = blended.state()
-    _save_model(path, "blend", ctx.uv_size, config, state, run)
+    _save_model(path, "blend", ctx.uv_size, config, state, run, budget_of(done))
     return blended
 
 
@@ -247,7 +249,8 @@ def earlier_cascade(ctx: StageContext, name: str) -> PCAPConvCascade:
 def train_autoencoder(ctx: StageContext, name, model, kind, config, *, epochs, lr, batch_size, eval_every,
                       hole_training):
     """Stages 01 and 02: fit an atlas autoencoder with the original study's loop, keep the epoch with the best
-    validation hole-PSNR and save RUN/STAGE/model-NAME.pt. Returns (model on the CPU in eval mode, per-epoch
+    validation hole-PSNR and save RUN/STAGE/model-NAME.pt with its budget (every epoch counted, validation
+    included). Returns (model on the CPU in eval mode, per-epoch
     history, {"best_epoch", "best_val_psnr", "fit_seconds"})."""
     monitor = EpochMonitor(ctx, name, eval_every, epochs)
     start = time.perf_counter()
@@ -257,7 +260,8 @@ def train_autoencoder(ctx: StageContext, name, model, kind, config, *, epochs, l
     seconds = time.perf_counter() - start
     model.load_state_dict(monitor.best_state)
     model = model.cpu().eval()
-    save_model(ctx.out_dir / f"model-{name}.pt", kind, ctx.uv_size, config, model.state_dict())
+    budget = {"images_seen": epochs * len(ctx.train_uv), "train_seconds": seconds, "device": device_name(ctx.device)}
+    save_model(ctx.out_dir / f"model-{name}.pt", kind, ctx.uv_size, config, model.state_dict(), budget=budget)
     print(f"{name}: best val hole-PSNR {monitor.best_psnr:.2f} dB at epoch {monitor.best_epoch}, {seconds:.1f} s")
     return model, history, {"best_epoch": monitor.best_epoch, "best_val_psnr": monitor.best_psnr,
                             "fit_seconds": seconds}

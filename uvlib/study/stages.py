@@ -48,7 +48,8 @@ def train_04(ctx: StageContext, p: dict) -> dict:
 def gan_spec(name: str, p: dict, symmetric=False) -> GANSpec:
     return GANSpec(name=name, base_width=p["gan_base_width"], epochs=tuple(p["gan_epochs"]),
                    batch_size=p["gan_batch_size"], lr=p["gan_lr"], pixel_weight=p["gan_pixel_weight"],
-                   adv_weight=p["gan_adv_weight"], symmetric=symmetric, amp=p["amp"])
+                   adv_weight=p["gan_adv_weight"], hole_weight=p["gan_hole_weight"],
+                   symmetric=symmetric, amp=p["amp"])
 
 
 def gan_specs(name: str, p: dict) -> list:

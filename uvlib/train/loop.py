@@ -17,6 +17,11 @@ callable step -> batch: the checkpoint restores the step and every RNG state, an
 rebuilds the same batch for the same step. An iterator is used as-is and is not replayed, so a
 resumed run sees a fresh data order.
 
+The training budget (images seen, summed over ranks; wall-clock seconds of the step loop, samples and
+checkpoints included; the device) is kept in every checkpoint, so a run resumed in pieces reports the sum of
+its pieces (the steps after the last checkpoint of a killed piece are redone and counted once). train()
+returns it with the last logged row.
+
 Only the same run resumes: a checkpoint stores the run's identity (TrainConfig.seed, amp and
 `run`, the caller's description of model spec and data). When the newest checkpoint was made for another
 run, its folder is moved aside (NAME.superseded-N) with one line naming the differing keys, and training
@@ -26,10 +31,11 @@ starts afresh. max_steps may grow (a run continued), but a checkpoint beyond it 
 import csv
 import math
 import os
+import platform
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -143,19 +149,51 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# ---------------------------------------------------------------------------------- budget
+
+def device_name(device) -> str:
+    """'cuda: NVIDIA H100 80GB HBM3', 'cpu: x86_64 (16 threads)': the device a budget was spent on."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{platform.machine() or 'cpu'} ({torch.get_num_threads()} threads)"
+    world = distributed.world_size()
+    return f"{device.type}: {name}" + (f" x {world}" if world > 1 else "")
+
+
+@dataclass
+class Budget:
+    """What a training run has spent so far: images seen (batch items over all ranks), seconds, device(s)."""
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    device: str = ""
+
+    def on(self, device: str) -> "Budget":
+        """This budget continued on `device` (a resumed run that moved names both)."""
+        devices = self.device.split(" + ") if self.device else []
+        return Budget(self.images_seen, self.train_seconds, " + ".join(dict.fromkeys([*devices, device])))
+
+
+def budget_of(row: dict) -> dict:
+    """The budget in train()'s returned row, as a model file and metrics.json record it."""
+    return {f.name: row[f.name] for f in fields(Budget)}
+
+
 # ---------------------------------------------------------------------------------- checkpoints
 
 def checkpoint_paths(out_dir):
     return sorted(Path(out_dir, "checkpoints").glob("step_*.pt"))
 
 
-def save_checkpoint(out_dir, step, trainer, cfg: TrainConfig):
+def save_checkpoint(out_dir, step, trainer, cfg: TrainConfig, budget: Budget = None):
     """Write out_dir/checkpoints/step_N.pt atomically (tmp + rename); keep the newest few."""
     folder = Path(out_dir, "checkpoints")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:08d}.pt"
     tmp = path.with_suffix(".tmp")
-    torch.save({"step": step, "trainer": trainer.state_dict(), "rng": rng_state(), "config": asdict(cfg)}, tmp)
+    torch.save({"step": step, "trainer": trainer.state_dict(), "rng": rng_state(), "config": asdict(cfg),
+                "budget": asdict(budget or Budget())}, tmp)
     os.replace(tmp, path)
     for old in checkpoint_paths(out_dir)[:-cfg.keep_checkpoints]:
         old.unlink()
@@ -363,7 +401,8 @@ def train(trainer: Trainer, batches, cfg: TrainConfig, sample_fn=None) -> dict[s
     """Run steps until cfg.max_steps, resuming from the newest checkpoint in cfg.out_dir.
 
     sample_fn(trainer, step) -> image rows for save_grid, written to out_dir/samples/ every
-    sample_every steps. Returns the last logged row. A NaN/inf loss part stops the run with a
+    sample_every steps. Returns the last logged row (empty when nothing was left to do) with the run's whole
+    budget: images_seen, train_seconds and device (see Budget). A NaN/inf loss part stops the run with a
     FloatingPointError at the next log or checkpoint step; the last good checkpoint stays in place.
     Under torchrun every rank calls train() alike; rank 0 alone writes into out_dir.
     """
@@ -375,7 +414,7 @@ def train(trainer: Trainer, batches, cfg: TrainConfig, sample_fn=None) -> dict[s
     state = distributed.from_main(lambda: resumable_state(out, cfg))
     seed_everything(cfg.seed)
     trainer.configure(runtime)
-    start, latest = 0, None
+    start, latest, resumed = 0, None, Budget()
     if state is not None:
         latest = out / "checkpoints" / f"step_{state['step']:08d}.pt"
         try:
@@ -385,10 +424,17 @@ def train(trainer: Trainer, batches, cfg: TrainConfig, sample_fn=None) -> dict[s
                              f"use a fresh out_dir or delete its checkpoints") from None
         set_rng_state(state["rng"])
         start = state["step"]
+        resumed = Budget(**state.get("budget", {}))     # checkpoints made before budgets were kept: from 0
+    spent, final = resumed.on(device_name(runtime.device)), resumed
     next_batch = batch_source(batches, range(start + 1, cfg.max_steps + 1), runtime, cfg.loader_workers)
     log = CsvLog(out / "log.csv", start) if main else None
     window, last = LossWindow(), {}
     world = distributed.world_size()
+    images, loop_start = spent.images_seen, time.perf_counter()
+
+    def budget():
+        return Budget(images, spent.train_seconds + time.perf_counter() - loop_start, spent.device)
+
     with tqdm(total=cfg.max_steps, initial=start, disable=not (cfg.progress and main), desc=out.name) as bar:
         for step in range(start + 1, cfg.max_steps + 1):
             tic = time.perf_counter()
@@ -397,8 +443,10 @@ def train(trainer: Trainer, batches, cfg: TrainConfig, sample_fn=None) -> dict[s
             window.busy += time.perf_counter() - tic
             done = step == cfg.max_steps
             logged = step % cfg.log_every == 0 or done
+            batch_images = len(next(iter(batch.values()))) * world
+            images += batch_images
             try:
-                window.add(values, step, len(next(iter(batch.values()))) * world)
+                window.add(values, step, batch_images)
                 if logged or step % cfg.checkpoint_every == 0:
                     parts = window.read()
             except FloatingPointError as err:
@@ -413,9 +461,10 @@ def train(trainer: Trainer, batches, cfg: TrainConfig, sample_fn=None) -> dict[s
                 (out / "samples").mkdir(exist_ok=True)
                 save_grid(sample_fn(trainer, step), out / "samples" / f"step_{step:08d}.png")
             if step % cfg.checkpoint_every == 0 or done:
-                latest = save_checkpoint(out, step, trainer, cfg) if main else out / "checkpoints"
+                final = budget()
+                latest = save_checkpoint(out, step, trainer, cfg, final) if main else out / "checkpoints"
             bar.update(1)
     if main and (out / "log.csv").exists():
         training_curves({out.name: out / "log.csv"}, out / "loss.png", keep_open=False)
     distributed.barrier()                         # the other ranks return once rank 0's files are in place
-    return last
+    return {**last, **asdict(final)}

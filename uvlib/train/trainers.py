@@ -156,8 +156,9 @@ class GANTrainer:
     """Trains a Generator against a PatchDiscriminator (Trainer protocol of uvlib.train.loop).
 
     Batches: {"uv", "observed", "hole"}; the generator sees known = observed * (1 - hole) * atlas.
-    Per step: one discriminator update (LSGAN, real -> 1, composite fake -> 0), then one
-    generator update on pixel_weight * pixel + adv_weight * adversarial (fake -> 1).
+    Per step: one discriminator update (LSGAN, real -> 1, composite fake -> 0; real and fake in one
+    forward), then one generator update on pixel_weight * pixel + adv_weight * adversarial (fake -> 1),
+    the pixel loss weighting hole texels hole_weight to 1 (uvlib.models.gan).
     extra_fn(uv_in, known) -> extra channels (stage 06: a PCAPConvCascade), run without grad and
     moved with the trainer when it has .to(device).
     """
@@ -214,18 +215,19 @@ class GANTrainer:
         with self.runtime.autocast():
             pred = self.g_net(uv_in, known, extra)
             fake_in = discriminator_input(composite(pred, uv, known), observed, self.atlas)
-            d_loss = 0.5 * (lsgan_loss(self.d_net(real_in), 1.0) +
-                            lsgan_loss(self.d_net(fake_in.detach()), 0.0))
+            real_scores, fake_scores = self.d_net(torch.cat([real_in, fake_in.detach()])).chunk(2)
+            d_loss = 0.5 * (lsgan_loss(real_scores, 1.0) + lsgan_loss(fake_scores, 0.0))
         self._update(self.opt_d, d_loss)
 
-        # G's step needs grads through D, not of D: the plain D, frozen, so DDP expects no gradients of it
-        self.discriminator.requires_grad_(False)
+        # G's step needs grads through D, not of D: the plain D, frozen (so DDP expects no gradients of it),
+        # in eval mode (its spectral norms as the D update left them, no second power iteration)
+        self.discriminator.requires_grad_(False).eval()
         with self.runtime.autocast():
             adv = lsgan_loss(self.discriminator(fake_in), 1.0)
             pixel = self.pixel_loss(pred, uv, known, observed)
             g_loss = self.pixel_weight * pixel + self.adv_weight * adv
         self._update(self.opt_g, g_loss)
-        self.discriminator.requires_grad_(True)
+        self.discriminator.requires_grad_(True).train()
         values = torch.stack([g_loss, pixel, adv, d_loss]).detach().float().unbind()
         return {**dict(zip(["g_total", "pixel", "adv", "d"], values)), "lr": self.opt_g.param_groups[0]["lr"]}
 
