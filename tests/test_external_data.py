@@ -9,8 +9,10 @@ import pytest
 import torch
 from test_crosspose import write_dataset
 
+from uvlib.app.cli import main
 from uvlib.data.dataset import open_dataset
 from uvlib.models.mean_face import MeanFace
+from uvlib.models.registry import save_model
 from uvlib.protocol.crosspose import check_unseen
 from uvlib.protocol.holes import borrowed_hole
 from uvlib.protocol.runs import read_metrics
@@ -89,6 +91,10 @@ def test_extra_maps_are_the_near_frontal_train_faces_each_person_a_group_of_its_
     lent_groups = [map_group(r) for r in ctx.train_rows[3:]]
     assert lent_groups == [f"{other_dir}:p", f"{other_dir}:q"] and not own_groups & set(lent_groups)
     assert "5 training maps (2 of them from" in ctx.describe()
+    for c, pick in ((ctx, [4, 0, 3, 1]), (plain, [2, 0])):     # read from the shards as stored, in any order
+        uv8, seen8 = c.training_maps(pick, dtype=torch.uint8)
+        assert uv8.dtype == torch.uint8 and torch.equal(uv8.float() / 255, c.train_uv[pick])
+        assert torch.equal(seen8.float(), c.train_observed[pick])
 
 
 def test_run_records_change_with_the_lent_data_and_stay_as_they_were_without(run_dataset, other_dir, tmp_path):
@@ -118,11 +124,26 @@ def test_a_stage_records_what_it_took_and_the_crosspose_test_refuses_people_it_t
     other = open_dataset(other_dir)
     for split in ("all", "train"):
         with pytest.raises(ValueError, match=f"split '{split}' of .* holds 2 people whose photos 01_pca trained on "
-                                             r".*crosspose_dataset_split: test\)$") as e:
+                                             r".*crosspose_dataset_split: test; uvlib crosspose --split test\)$") as e:
             check_unseen(other, split, metrics)
         assert "\n" not in str(e.value)
     check_unseen(other, "test", metrics)
     check_unseen(other, "all", {"01_pca": {"stage": "01_pca"}})   # a stage that took nothing from it
+
+
+def test_the_crosspose_command_refuses_people_a_scored_model_trained_on(run_dataset, other_dir, tmp_path, capsys):
+    ctx = opened(run_dataset, tmp_path, extra_train_dataset_dir=str(other_dir))
+    face = MeanFace().fit(ctx.train_uv, ctx.train_observed, ctx.atlas)
+    save_model(ctx.out_dir / "model-mean_face.pt", "mean_face", 64, {}, face.state_dict())
+    ctx.evaluate({"mean_face": face}, params={})
+    command = ["crosspose", str(other_dir), "--train-dataset", str(run_dataset.root), "--models", str(tmp_path / "run"),
+               "--quiet"]
+    assert main(command + ["--split", "all", "--out", str(tmp_path / "all")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "holds 2 people whose photos 01_pca trained on (maps from split 'train'" in err
+    assert not (tmp_path / "all").exists()
+    assert main(command + ["--split", "test", "--out", str(tmp_path / "test")]) == 0
+    assert "01_pca/mean_face" in json.loads((tmp_path / "test" / "metrics.json").read_text())["methods"]
 
 
 def test_the_same_photos_prepared_again_with_other_splits_are_still_caught(other_dir, tmp_path):

@@ -15,6 +15,7 @@ rebuilt on every use rather than cached.
 A dataset that also lent training data (a stage's metrics.json `external_data`: extra maps or real holes from
 its train split) may only be scored on people outside that split: check_unseen refuses anything else.
 """
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,17 @@ def check_unseen(ds: Dataset, split: str, metrics_by_stage: dict) -> None:
             if seen:
                 raise ValueError(f"split {split!r} of {ds.root} holds {len(seen)} people whose photos {stage} trained "
                                  f"on ({role} from split {source['split']!r} of {source['dataset']}); score its "
-                                 f"split 'test' instead (crosspose_dataset_split: test)")
+                                 f"test split instead (crosspose_dataset_split: test; uvlib crosspose --split test)")
+
+
+def stage_records(paths) -> dict:
+    """{stage folder name: its metrics.json} for the stage folders of `paths` (model files, stage folders or run
+    folders, as `uvlib crosspose --models` takes them) that have one: what check_unseen reads."""
+    folders = set()
+    for path in map(Path, paths):
+        folders |= {path.parent} if path.is_file() else {path} | {d for d in path.glob("*") if d.is_dir()}
+    return {d.name: json.loads((d / "metrics.json").read_text()) for d in sorted(folders)
+            if (d / "metrics.json").is_file()}
 
 
 def candidate_pairs(rows, min_yaw=MIN_TURNED_YAW, min_gap=MIN_YAW_GAP) -> list:

@@ -77,6 +77,20 @@ class StageContext:
                        "photos": lent[role].dataset.info.get("source", "")}
                 for role, source in self.external_record().items()}
 
+    def training_maps(self, idx, dtype=torch.float32) -> tuple:
+        """(uv, observed) of the training maps at `idx` (positions in train_rows) read from their shards as stored:
+        dtype=torch.uint8 keeps a byte a texel. The run's own maps come first, then any lent ones."""
+        idx = np.asarray(idx, dtype=np.int64)
+        own = len(self.train_rows) - (len(self.extra_train.rows()) if self.extra_train is not None else 0)
+        parts = [(np.flatnonzero(idx < own), self.ds.maps("train"), idx[idx < own])]
+        if self.extra_train is not None:
+            lent = np.asarray(self.extra_train.positions(), dtype=np.int64)
+            parts.append((np.flatnonzero(idx >= own), self.extra_train.dataset.maps(EXTERNAL_SPLIT),
+                          lent[idx[idx >= own] - own]))
+        read = [(where, *reader.tensors(rows, dtype=dtype)) for where, reader, rows in parts if len(where)]
+        order = torch.from_numpy(np.argsort(np.concatenate([where for where, _, _ in read]), kind="stable"))
+        return torch.cat([uv for _, uv, _ in read])[order], torch.cat([seen for _, _, seen in read])[order]
+
     def maps(self, split) -> tuple:
         """(uv, observed, rows) of a split: the training maps as opened, any other split in full."""
         if split == "train":
@@ -175,14 +189,18 @@ class ExtraMaps:
         return {"dataset": self.label, "split": EXTERNAL_SPLIT, "max_yaw": self.max_yaw, "maps": len(rows),
                 "groups": len({r["group"] for r in rows}), "ids": ids_digest(rows)}
 
+    def positions(self) -> list:
+        """Where rows() lie in the train split (rows of its map shards)."""
+        position = {r["id"]: k for k, r in enumerate(self.dataset.split_rows(EXTERNAL_SPLIT))}
+        return [position[r["id"]] for r in self.rows()]
+
     def load(self) -> tuple:
         """(uv, observed, rows) as Dataset.load gives them, rows relabelled."""
-        position = {r["id"]: k for k, r in enumerate(self.dataset.split_rows(EXTERNAL_SPLIT))}
         rows = self.rows()
         if not rows:
             raise ValueError(f"extra_train_dataset_dir {self.label}: no face of its train split has |yaw| < "
                              f"{self.max_yaw:g}; raise extra_train_max_yaw or prepare frontal photos")
-        uv, observed = self.dataset.maps(EXTERNAL_SPLIT).tensors([position[r["id"]] for r in rows])
+        uv, observed = self.dataset.maps(EXTERNAL_SPLIT).tensors(self.positions())
         return uv, observed, [{**r, "id": f"{self.label}:{r['id']}", "group": f"{self.label}:{r['group']}",
                                "dataset": self.label} for r in rows]
 
