@@ -101,7 +101,8 @@ def _crosspose(args):
     from uvlib.data.dataset import open_dataset
     from uvlib.models.registry import load_models
     from uvlib.protocol.baselines import make_baselines
-    from uvlib.protocol.crosspose import build_pairs, evaluate_crosspose, showcase_figure, write_table
+    from uvlib.protocol.crosspose import (build_pairs, check_unseen, evaluate_crosspose, showcase_figure,
+                                         stage_records, write_table)
     from uvlib.train.loop import resolve_device
     ds = open_dataset(args.dataset)
     train = open_dataset(args.train_dataset) if args.train_dataset else ds
@@ -117,6 +118,7 @@ def _crosspose(args):
     if wrong:
         raise ValueError(f"models {wrong} were trained at another UV size than {ds.uv_size}; score them on a dataset "
                          f"prepared with --size {models[wrong[0]][1]['uv_size']}")
+    check_unseen(ds, args.split, stage_records(args.models))    # never people a scored model trained on
     xp = build_pairs(ds, args.split, min_yaw=args.min_yaw, min_gap=args.min_gap, colour_fit=args.colour_fit)
     print(xp.summary())
     uv, observed, _ = train.load("train")

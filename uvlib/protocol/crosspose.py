@@ -11,7 +11,11 @@ usually someone else.
 
 Pairs are a pure function of the dataset and the settings (no randomness), and cheap to build, so they are
 rebuilt on every use rather than cached.
+
+A dataset that also lent training data (a stage's metrics.json `external_data`: extra maps or real holes from
+its train split) may only be scored on people outside that split: check_unseen refuses anything else.
 """
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from uvlib.data.dataset import SPLITS, Dataset, DatasetError
+from uvlib.data.dataset import SPLITS, Dataset, DatasetError, open_dataset
 from uvlib.protocol.holes import yaw_bin_of
 from uvlib.protocol.metrics import aggregate, hole_scores
 from uvlib.protocol.report import markdown_table, write_records
@@ -112,6 +116,46 @@ def split_rows(ds: Dataset, split: str) -> list:
     if split not in SPLITS:
         raise DatasetError(f"split {split!r} is unknown; use one of {SPLITS} or 'all'")
     return ds.split_rows(split)
+
+
+def people_trained_on(ds: Dataset, source: dict) -> set:
+    """Groups (people) of `ds` with a photo in the split a stage trained on, as its metrics.json's external_data
+    records it ({"path", "photos", "split", ...}): that dataset folder, or another prepared from the same photos
+    (with other groups or split seed: the photos decide). Empty for data from other photos."""
+    if Path(source["path"]).resolve() == ds.root.resolve():
+        lent = ds
+    elif source.get("photos") and source["photos"] == ds.info.get("source"):
+        try:
+            lent = open_dataset(source["path"])
+        except DatasetError as e:
+            raise DatasetError(f"cannot tell which people of {ds.root} were trained on: {e}") from None
+    else:
+        return set()
+    photos = {r["photo"] for r in lent.split_rows(source["split"])}
+    return {r["group"] for r in ds.rows if r["photo"] in photos}
+
+
+def check_unseen(ds: Dataset, split: str, metrics_by_stage: dict) -> None:
+    """Raise ValueError (one line) if split `split` ('all' for every split) of `ds` holds a person whose photos a
+    stage took training maps or holes from (its metrics.json `external_data`)."""
+    groups = {r["group"] for r in split_rows(ds, split)}
+    for stage, metrics in metrics_by_stage.items():
+        for role, source in (metrics.get("external_data") or {}).items():
+            seen = groups & people_trained_on(ds, source)
+            if seen:
+                raise ValueError(f"split {split!r} of {ds.root} holds {len(seen)} people whose photos {stage} trained "
+                                 f"on ({role} from split {source['split']!r} of {source['dataset']}); score its "
+                                 f"test split instead (crosspose_dataset_split: test; uvlib crosspose --split test)")
+
+
+def stage_records(paths) -> dict:
+    """{stage folder name: its metrics.json} for the stage folders of `paths` (model files, stage folders or run
+    folders, as `uvlib crosspose --models` takes them) that have one: what check_unseen reads."""
+    folders = set()
+    for path in map(Path, paths):
+        folders |= {path.parent} if path.is_file() else {path} | {d for d in path.glob("*") if d.is_dir()}
+    return {d.name: json.loads((d / "metrics.json").read_text()) for d in sorted(folders)
+            if (d / "metrics.json").is_file()}
 
 
 def candidate_pairs(rows, min_yaw=MIN_TURNED_YAW, min_gap=MIN_YAW_GAP) -> list:

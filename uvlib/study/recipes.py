@@ -107,7 +107,7 @@ def train_pconv(ctx: StageContext, spec: PConvSpec, checkpoint_every=100, pca: M
                          "(a CrossFittedPCA of the training maps, for training fills)")
     keep = _subset(ctx, spec.train_subset)
     rows = ctx.train_rows if keep is None else [ctx.train_rows[i] for i in keep]
-    run = {"spec": asdict(spec), "data": data_record(rows, "train")}
+    run = {"spec": asdict(spec), "data": data_record(rows, "train", ctx.external_record("train"))}
     if pca is not None:
         run |= {"upstream": {"pca": state_digest(pca.state_dict())}, "stacking": cross_fit.describe()}
     path = ctx.out_dir / f"model-{spec.name}.pt"
@@ -166,7 +166,8 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
     validation split (the cascade fitted its PCA and PConv on the training maps). Returns {snapshot: completion fn}."""
     split = "train" if cascade is None else STACK_SPLIT
     uv, observed, rows = ctx.maps(split)
-    run = {"spec": {k: v for k, v in asdict(spec).items() if k != "epochs"}, "data": data_record(rows, split)}
+    run = {"spec": {k: v for k, v in asdict(spec).items() if k != "epochs"},
+           "data": data_record(rows, split, ctx.external_record(split))}
     if cascade is not None:
         run |= {"upstream": {"cascade": state_digest(cascade.state())},
                 "stacking": held_out_record(split, rows, "stage 04 cascade completions")}
@@ -208,7 +209,7 @@ def train_blend(ctx: StageContext, pca: MaskedPCA, pconv: PConvUNet, name="blend
     the mirrored map and its visibility."""
     uv, observed, rows = ctx.maps(STACK_SPLIT)
     run = {"spec": {"steps": steps, "batch_size": batch_size, "lr": lr, "hidden": hidden, "symmetric": symmetric},
-           "data": data_record(rows, STACK_SPLIT),
+           "data": data_record(rows, STACK_SPLIT, ctx.external_record(STACK_SPLIT)),
            "upstream": {"pca": state_digest(pca.state_dict()), "pconv": state_digest(pconv.state_dict())},
            "stacking": held_out_record(STACK_SPLIT, rows, "stage 01 PCA and stage 03 PConv completions")}
     path = ctx.out_dir / f"model-{name}.pt"

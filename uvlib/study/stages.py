@@ -14,6 +14,9 @@ from uvlib.study.recipes import (GANSpec, PConvSpec, earlier_cascade, earlier_pc
                                  train_gan, train_pconv)
 from uvlib.train.crossfit import CrossFittedPCA
 
+EXTERNAL_DATA_PARAMETERS = ("extra_train_dataset_dir", "extra_train_max_yaw", "real_holes_dataset_dir",
+                            "real_holes_min_yaw")   # notebooks 01-07 declare them; open_stage takes them
+
 
 VARIANTS = {"plain": "", "symmetric": "_sym"}   # model-name suffix of each input variant (uvlib.models.symmetry)
 
@@ -108,4 +111,5 @@ def open_stage_for(stage: str, p: dict, device=None, progress=True) -> StageCont
     """open_stage as the stage notebook calls it; `device` overrides p['device'] (a torchrun rank's GPU)."""
     return open_stage(stage, p["run_dir"], p["dataset_dir"], seed=p["seed"], eval_split=p["eval_split"],
                       eval_limit=p["eval_limit"], train_limit=p["train_limit"],
-                      device=str(device) if device is not None else p["device"], progress=progress)
+                      device=str(device) if device is not None else p["device"], progress=progress,
+                      **{k: p[k] for k in EXTERNAL_DATA_PARAMETERS})

@@ -3,6 +3,8 @@
 The hole bank mixes pose-simulated holes of training meshes (yaw 15-75 degrees either side) with borrowed
 holes (the unseen regions of training maps); the sampler draws from it and mirrors left-right at random,
 which the symmetric UV layout allows. Test holes come from the test split only, so nothing leaks.
+Optionally (RealHoles) the bank also takes the unseen regions of really turned faces from another prepared
+dataset's train split (e.g. CFP's profiles): a mostly frontal dataset's own holes rarely look like a profile's.
 
 Feeding a GPU: TrainingBatches keeps the maps (as uint8 when that is exact, as maps read from PNGs are) and the
 hole bank on the training device when they fit, and cuts every batch there: only a few indices cross from the
@@ -12,24 +14,55 @@ batch is the same function of (seed, step) as on the CPU, and under torchrun eac
 """
 import os
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from uvlib.data.dataset import Dataset
+from uvlib.data.dataset import Dataset, fingerprint
 from uvlib.protocol.holes import borrowed_hole, pose_hole, random_pose
 from uvlib.train import distributed
 
 BANK_VERSION = 1
+EXTERNAL_SPLIT = "train"   # the one split another dataset lends to training: its val and test people stay unseen
 
 
-def build_hole_bank(ds: Dataset, split="train", seed=0, n_pose=512, limit=None, progress=True) -> torch.Tensor:
-    """(M, S, S) bool holes: n_pose pose-simulated ones plus one borrowed per map of `split`; cached, and rebuilt
-    when the cache's fingerprint (the split's face ids, seed, UV size, bank version) no longer matches."""
-    path = ds.root / "protocol" / f"bank-{split}-seed{seed}-pose{n_pose}-n{limit or 'all'}.npz"
-    digest = ds.split_fingerprint(split, limit, seed=seed, n_pose=n_pose, bank=BANK_VERSION)
+@dataclass
+class RealHoles:
+    """Borrowed holes of real turned faces: the unseen region of every face of another dataset's train split
+    turned at least min_yaw degrees (|yaw|). Only its train split, so its val and test people stay unseen.
+    `label`: the dataset as the profile names it, for records."""
+    dataset: Dataset
+    min_yaw: float = 45.0
+    label: str = ""
+
+    def rows(self) -> list:
+        return [r for r in self.dataset.split_rows(EXTERNAL_SPLIT) if abs(r["yaw"]) >= self.min_yaw]
+
+    def describe(self) -> dict:
+        """What the holes were taken from: dataset, split, threshold, number and a digest of the faces' ids."""
+        rows = self.rows()
+        return {"dataset": self.label or str(self.dataset.root), "split": EXTERNAL_SPLIT, "min_yaw": self.min_yaw,
+                "holes": len(rows), "ids": fingerprint(ids=[r["id"] for r in rows])}
+
+    def holes(self) -> np.ndarray:
+        """(N, S, S) bool: the atlas texels each turned face did not see."""
+        position = {r["id"]: k for k, r in enumerate(self.dataset.split_rows(EXTERNAL_SPLIT))}
+        visible = self.dataset.maps(EXTERNAL_SPLIT).visible([position[r["id"]] for r in self.rows()])
+        return np.stack([borrowed_hole(v) for v in visible])
+
+
+def build_hole_bank(ds: Dataset, split="train", seed=0, n_pose=512, limit=None, progress=True,
+                    real: RealHoles = None) -> torch.Tensor:
+    """(M, S, S) bool holes: one borrowed per map of `split`, n_pose pose-simulated ones, then the real turned
+    faces' holes of `real` if given; cached, and rebuilt when the cache's fingerprint (the split's face ids, seed,
+    UV size, bank version, the real holes' source) no longer matches."""
+    extra = {"real_holes": real.describe()} if real is not None else {}
+    digest = ds.split_fingerprint(split, limit, seed=seed, n_pose=n_pose, bank=BANK_VERSION, **extra)
+    tag = f"-real{fingerprint(**extra)[:8]}" if real is not None else ""
+    path = ds.root / "protocol" / f"bank-{split}-seed{seed}-pose{n_pose}-n{limit or 'all'}{tag}.npz"
     size = ds.uv_size
     if path.exists():
         z = np.load(path)
@@ -44,6 +77,8 @@ def build_hole_bank(ds: Dataset, split="train", seed=0, n_pose=512, limit=None, 
         yaw, pitch = random_pose(rng, (15, 75))
         holes.append(pose_hole(ds.mesh(rows[k]["id"]), size, yaw, pitch))
     holes = np.stack(holes)
+    if real is not None:
+        holes = np.concatenate([holes, real.holes()])
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")    # per process: ranks of a torchrun job may build it at once
     np.savez_compressed(tmp, hole=np.packbits(holes.reshape(len(holes), -1), axis=1), fingerprint=digest)

@@ -41,8 +41,11 @@ def state_digest(value) -> str:
     return sha.hexdigest()[:16]
 
 
-def data_record(rows, split) -> dict:
-    return {"split": split, "maps": len(rows), "ids": ids_digest(rows)}
+def data_record(rows, split, external=None) -> dict:
+    """Which maps a run learned on; `external`: what it took from other datasets (maps, holes: a StageContext's
+    external_record), kept only when there is any, so the records of runs without it stay as they were."""
+    record = {"split": split, "maps": len(rows), "ids": ids_digest(rows)}
+    return (record | {"external": external}) if external else record
 
 
 def held_out_record(split, rows, inputs) -> dict:
