@@ -6,8 +6,8 @@ from scipy.ndimage import binary_erosion
 from uvlib.geometry.mesh import uv_atlas
 from uvlib.geometry.mirror import mirror_texels
 from uvlib.models.mean_face import MeanFace
-from uvlib.protocol.baselines import MirrorPoissonFill, OpenCVInpaint, SymmetryFill, make_baselines
-from uvlib.protocol.poisson import mirror_poisson_fill
+from uvlib.models.mirror_poisson import MirrorPoissonFill, mirror_poisson_fill
+from uvlib.protocol.baselines import OpenCVInpaint, SymmetryFill, make_baselines
 
 
 def hand_made_observations():

@@ -3,13 +3,15 @@ import torch
 
 from uvlib.models import registry
 from uvlib.models.blend import BlendedPCAPConv, BlendNet
-from uvlib.models.cascade import CascadeThenGAN, PCAPConvCascade
+from uvlib.geometry.mesh import uv_atlas
+from uvlib.models.cascade import CascadeThenGAN, MirrorPoissonPConvCascade, PCAPConvCascade
 from uvlib.models.gan import Generator, GeneratorConfig
+from uvlib.models.mirror_poisson import MirrorPoissonFill
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.train.loop import TrainConfig, train
 from uvlib.train.losses import InpaintingLoss
-from uvlib.train.trainers import BlendTrainer, CascadeTrainer
+from uvlib.train.trainers import BlendTrainer, CascadeTrainer, PConvTrainer
 
 S = 16
 
@@ -154,3 +156,31 @@ def test_blend_stage_trains_only_the_blend_and_round_trips(pca, tmp_path):
     assert out.shape == uv_in.shape and 0 <= out.min() and out.max() <= 1
     assert torch.equal(BlendedPCAPConv.from_state(*model.state(), "cpu")(uv_in, known), out)
     assert torch.equal(round_trip(tmp_path, "blend", model)(uv_in, known), out)
+
+
+def test_untrained_mirror_poisson_cascade_is_the_baseline_and_a_trained_one_round_trips(tmp_path):
+    size = 64
+    torch.manual_seed(0)
+    pconv = PConvUNet(PConvUNetConfig(uv_size=size, base_width=4, extra_channels=3, predict_residual_on_extra=True))
+    cascade = MirrorPoissonPConvCascade(pconv)
+    face_atlas = torch.from_numpy(uv_atlas(size).mask).float()
+    uv = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    known = (face_atlas * (torch.arange(size) < size // 2).float()).expand(2, 1, size, size).contiguous()
+    baseline = MirrorPoissonFill()(uv * known, known)
+    assert torch.allclose(cascade(uv * known, known), torch.where(known.bool(), uv * known, baseline))
+
+    def batches(step):
+        g = torch.Generator().manual_seed(step)
+        return {"uv": torch.rand(2, 3, size, size, generator=g), "observed": torch.ones(2, 1, size, size),
+                "hole": 1 - known}
+    trainer = PConvTrainer(pconv, InpaintingLoss({"perceptual": 0.0, "style": 0.0}), 1e-2, atlas=face_atlas,
+                           extra_fn=cascade.fill)
+    train(trainer, batches, config(tmp_path, "mp"))
+    trained = cascade(uv * known, known)
+    assert not torch.allclose(trained, cascade.fill(uv * known, known))     # the residual learned something
+    path = tmp_path / "model-mirror_poisson_pconv.pt"
+    registry.save_model(path, "mirror_poisson_pconv", size, *cascade.state())
+    fn, info = registry.load_model(path)
+    assert info["kind"] == "mirror_poisson_pconv" and torch.equal(fn(uv * known, known), trained)
+    with pytest.raises(ValueError, match="extra_channels=3"):
+        MirrorPoissonPConvCascade(PConvUNet(PConvUNetConfig(uv_size=size, base_width=4)))

@@ -85,7 +85,7 @@ def readme_layout() -> dict:
             listed = segments[1] if len(segments) > 1 else ""
         else:
             listed = segments[0]
-        names = [n.strip() for n in listed.split(",")]
+        names = [n.strip() for n in listed.rstrip(",").split(",")]
         if current and all(n.isidentifier() for n in names):
             layout.setdefault(current, set()).update(names)
     return layout

@@ -28,8 +28,8 @@ from uvlib.data.sources import Photo, check_unique_keys, folder_photos, photo_ke
 from uvlib.geometry.mesh import check_uv_size
 from uvlib.geometry.render import face_crop, gif_yaws, save_gif, turntable, views_strip
 from uvlib.geometry.unwrap import unwrap
+from uvlib.models.mirror_poisson import MirrorPoissonFill
 from uvlib.models.registry import load_model, model_files
-from uvlib.protocol.baselines import MirrorPoissonFill
 from uvlib.protocol.figures import complete_uv
 from uvlib.train.loop import resolve_device
 

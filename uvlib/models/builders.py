@@ -55,6 +55,11 @@ def pca_pconv(config, state, device):
     return PCAPConvCascade.from_state(config, state, device)
 
 
+def mirror_poisson_pconv(config, state, device):
+    from uvlib.models.cascade import MirrorPoissonPConvCascade
+    return MirrorPoissonPConvCascade.from_state(config, state, device)
+
+
 def gan(config, state, device):
     from uvlib.models.gan import Generator, GeneratorConfig
     model = Generator(GeneratorConfig(**config))

@@ -1,4 +1,5 @@
-"""Cascades: PCA fill -> PConv refinement (stage 04), then -> GAN refinement (stage 06).
+"""Cascades: PCA fill -> PConv refinement (stage 04), then -> GAN refinement (stage 06); and the training-free
+mirror-Poisson fill -> PConv refinement (stage 04's mirror_poisson_pconv rows).
 
 A plain PConv masks the hole texels of its input, so it would throw a PCA fill away. Here the
 fill enters as extra channels whose mask is all ones, and the PConv (extra_channels=3,
@@ -12,6 +13,7 @@ from dataclasses import asdict
 import torch
 
 from uvlib.models.gan import Generator, GeneratorConfig
+from uvlib.models.mirror_poisson import MirrorPoissonFill
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.ops import composite
@@ -78,6 +80,43 @@ class PCAPConvCascade:
         pconv = PConvUNet(PConvUNetConfig(**config["pconv"]))
         pconv.load_state_dict(state["pconv"])
         return cls(load_pca(state["pca"], device), pconv.to(device).eval())
+
+
+class MirrorPoissonPConvCascade:
+    """Completion function: PConv residual on the mirror-Poisson fill (known texels from the input). The fill has
+    nothing fitted, so training fills need no cross-fitting; an untrained cascade is the mirror-Poisson baseline."""
+
+    def __init__(self, pconv: PConvUNet):
+        cfg = pconv.cfg
+        if cfg.extra_channels != 3 or not cfg.predict_residual_on_extra:
+            raise ValueError("the cascade's PConvUNet needs extra_channels=3 and predict_residual_on_extra=True; "
+                             "build it with PConvUNetConfig(..., extra_channels=3, predict_residual_on_extra=True)")
+        self.pconv, self.first = pconv, MirrorPoissonFill()
+
+    @torch.no_grad()
+    def fill(self, uv_in, known):
+        """The mirror-Poisson completion: the PConv's extra input."""
+        return composite(self.first(uv_in, known), uv_in, known)
+
+    @torch.no_grad()
+    def __call__(self, uv_in, known):
+        with eval_mode(self.pconv):
+            pred = self.pconv(uv_in, known, self.fill(uv_in, known))
+        return composite(pred, uv_in, known)
+
+    def to(self, device):
+        self.pconv.to(device)
+        return self
+
+    def state(self):
+        """(config, state) for registry.save_model(path, "mirror_poisson_pconv", uv_size, config, state)."""
+        return {"pconv": asdict(self.pconv.cfg)}, {"pconv": self.pconv.state_dict()}
+
+    @classmethod
+    def from_state(cls, config, state, device):
+        pconv = PConvUNet(PConvUNetConfig(**config["pconv"]))
+        pconv.load_state_dict(state["pconv"])
+        return cls(pconv.to(device).eval())
 
 
 class CascadeThenGAN:

@@ -20,6 +20,7 @@ BUILDERS = {
     "fc_ae": "uvlib.models.builders:fc_ae",
     "pconv": "uvlib.models.builders:pconv",
     "pca_pconv": "uvlib.models.builders:pca_pconv",
+    "mirror_poisson_pconv": "uvlib.models.builders:mirror_poisson_pconv",
     "gan": "uvlib.models.builders:gan",
     "pca_pconv_gan": "uvlib.models.builders:pca_pconv_gan",
     "blend": "uvlib.models.builders:blend",

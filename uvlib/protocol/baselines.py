@@ -9,18 +9,16 @@ import cv2
 import numpy as np
 import torch
 
-from uvlib.geometry.mesh import uv_atlas
-from uvlib.geometry.mirror import mirror_texels
 from uvlib.models.mean_face import MeanFace
+from uvlib.models.mirror_poisson import MirrorPoissonFill
 from uvlib.ops import check_completion_inputs
-from uvlib.protocol.poisson import mirror_poisson_fill
 
 
 class SymmetryFill:
     """Fill a hidden texel with its left-right mirror when the mirror is known, else with the fallback completion
     (the mean face). The mirror is the pixel column flip: the UV layout is symmetric about u = 0.5 to about a
     tenth of a texel at 128, and reading through the mesh's exact mirror map (uvlib/geometry/mirror.py, used by
-    MirrorPoissonFill) instead gave the same demo test scores (hole PSNR 18.67 dB both)."""
+    the mirror-Poisson fill) instead gave the same demo test scores (hole PSNR 18.67 dB both)."""
 
     def __init__(self, mean_face):
         self.mean_face = mean_face
@@ -57,22 +55,6 @@ class OpenCVInpaint:
             [cv2.inpaint(np.ascontiguousarray(img), hole, self.radius, self.METHODS[self.method]) for img, hole in zip(images, holes)]
         )
         out = torch.from_numpy(filled).permute(0, 3, 1, 2).float() / 255
-        return out.to(device=uv_in.device, dtype=uv_in.dtype)
-
-
-class MirrorPoissonFill:
-    """Each hidden texel from the face's other side, blended in the gradient domain: the mirrored texture's
-    detail with the hidden side's own boundary colour (uvlib/protocol/poisson.py); where the mirror was not
-    seen either, harmonic diffusion from the boundary. Needs no training; the maps' size must be a UV size."""
-
-    def __call__(self, uv_in, known):
-        check_completion_inputs(uv_in, known)
-        size = uv_in.shape[-1]
-        atlas, mirror = uv_atlas(size).mask, mirror_texels(size)
-        images = uv_in.detach().permute(0, 2, 3, 1).cpu().double().numpy()
-        masks = (known.detach()[:, 0] > 0.5).cpu().numpy()
-        filled = np.stack([mirror_poisson_fill(img, m, atlas, mirror) for img, m in zip(images, masks)])
-        out = torch.from_numpy(filled).permute(0, 3, 1, 2).clamp(0, 1)
         return out.to(device=uv_in.device, dtype=uv_in.dtype)
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from uvlib.models.blend import BlendedPCAPConv, BlendNet
-from uvlib.models.cascade import CascadeThenGAN, PCAPConvCascade, load_pca
+from uvlib.models.cascade import CascadeThenGAN, MirrorPoissonPConvCascade, PCAPConvCascade, load_pca
 from uvlib.models.gan import Generator, GeneratorConfig, PatchDiscriminator
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
@@ -35,6 +35,7 @@ from uvlib.train.losses import DEFAULT_WEIGHTS, InpaintingLoss
 from uvlib.train.provenance import data_record, held_out_record, reusable, state_digest, stored_run
 from uvlib.train.trainers import BlendTrainer, CascadeTrainer, GANTrainer, PConvTrainer
 
+FIRST_FILLS = ("none", "mirror_poisson")
 STACK_SPLIT = "val"  # stages 06 and 07 learn on earlier stages' outputs for this split, which they never fitted
 
 
@@ -45,6 +46,7 @@ class PConvSpec:
     base_width: int = 32
     dilated: bool = False
     symmetric: bool = False                # also see the mirrored map and its visibility (uvlib.models.symmetry)
+    first_fill: str = "none"               # none, or mirror_poisson: refine the training-free mirror-Poisson fill
     feature_net: str = "none"              # none, random_vgg16, or vgg16 (needs vgg16_weights)
     vgg16_weights: str = ""                # a torchvision vgg16 state dict on disk
     loss_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
@@ -60,6 +62,8 @@ class PConvSpec:
     def __post_init__(self):
         if self.feature_net not in FEATURE_NETS:
             raise ValueError(f"feature_net {self.feature_net!r} is unknown; use one of {FEATURE_NETS}")
+        if self.first_fill not in FIRST_FILLS:
+            raise ValueError(f"spec {self.name}: first_fill {self.first_fill!r} is unknown; use one of {FIRST_FILLS}")
         if self.steps < 1 or self.fine_tune_steps < 0 or self.batch_size < 1:
             raise ValueError(f"spec {self.name}: steps >= 1, fine_tune_steps >= 0 and batch_size >= 1 are required")
         if self.feature_net == "none":
@@ -101,10 +105,14 @@ def inpainting_loss(spec: PConvSpec, seed) -> InpaintingLoss:
 def train_pconv(ctx: StageContext, spec: PConvSpec, checkpoint_every=100, pca: MaskedPCA = None,
                 cross_fit: CrossFittedPCA = None):
     """Stage 03 (pca=None): a PConvUNet. Stage 04: the PCA -> PConv residual cascade; its PConv learns on the
-    out-of-fold fills of `cross_fit` (built on ctx's training maps), the saved cascade completes with `pca`."""
+    out-of-fold fills of `cross_fit` (built on ctx's training maps), the saved cascade completes with `pca`.
+    spec.first_fill == "mirror_poisson" (no pca): the mirror-Poisson -> PConv residual cascade."""
     if (pca is None) != (cross_fit is None):
         raise ValueError("train_pconv: a cascade needs both pca (stage 01's, for test time) and cross_fit "
                          "(a CrossFittedPCA of the training maps, for training fills)")
+    if pca is not None and spec.first_fill != "none":
+        raise ValueError(f"spec {spec.name}: a PCA cascade takes no first_fill (it is {spec.first_fill!r})")
+    first = "pca" if pca is not None else spec.first_fill
     keep = _subset(ctx, spec.train_subset)
     rows = ctx.train_rows if keep is None else [ctx.train_rows[i] for i in keep]
     run = {"spec": asdict(spec), "data": data_record(rows, "train", ctx.external_record("train"))}
@@ -115,7 +123,7 @@ def train_pconv(ctx: StageContext, spec: PConvSpec, checkpoint_every=100, pca: M
         return load_model(path, ctx.device)[0]
 
     cfg = PConvUNetConfig(uv_size=ctx.uv_size, base_width=spec.base_width, dilated=spec.dilated,
-                          extra_channels=3 if pca else 0, predict_residual_on_extra=pca is not None,
+                          extra_channels=0 if first == "none" else 3, predict_residual_on_extra=first != "none",
                           symmetric=spec.symmetric)
     torch.manual_seed(ctx.seed)
     model = PConvUNet(cfg)
@@ -123,8 +131,12 @@ def train_pconv(ctx: StageContext, spec: PConvSpec, checkpoint_every=100, pca: M
     args = dict(lr=spec.lr, fine_tune_after=spec.steps if spec.fine_tune_steps else None,
                 lr_fine_tune=spec.lr_fine_tune, atlas=ctx.atlas)
     uv, observed = (ctx.train_uv, ctx.train_observed) if keep is None else (ctx.train_uv[keep], ctx.train_observed[keep])
-    if pca is None:
+    if first == "none":
         completer, trainer = model, PConvTrainer(model, loss, **args)
+        batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed, ctx.device)
+    elif first == "mirror_poisson":
+        completer = MirrorPoissonPConvCascade(model)
+        trainer = PConvTrainer(model, loss, **args, extra_fn=completer.fill)
         batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed, ctx.device)
     else:
         completer = PCAPConvCascade(pca, model)
@@ -135,11 +147,12 @@ def train_pconv(ctx: StageContext, spec: PConvSpec, checkpoint_every=100, pca: M
                               spec.channels_last)
     budget = budget_of(train(trainer, batches, train_cfg, sample_fn=lambda st, step: st.sample(batches(0))))
     model.eval()
-    if pca is None:
+    if first == "none":
         _save_model(path, "pconv", ctx.uv_size, asdict(cfg), model.state_dict(), run, budget)
         return model.complete
     config, state = completer.state()
-    _save_model(path, "pca_pconv", ctx.uv_size, config, state, run, budget)
+    _save_model(path, "pca_pconv" if first == "pca" else "mirror_poisson_pconv", ctx.uv_size, config, state, run,
+                budget)
     return completer
 
 

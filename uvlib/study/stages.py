@@ -45,7 +45,8 @@ def train_04(ctx: StageContext, p: dict) -> dict:
                                seed=p["seed"])
     plan = cross_fit.describe()
     print(f"training fills: {plan['pca_fills']}, grouped by {plan['grouped_by']}, fold sizes {plan['fold_sizes']}")
-    return {spec.name: train_pconv(ctx, spec, p["checkpoint_every"], pca=pca, cross_fit=cross_fit) for spec in specs}
+    return {spec.name: train_pconv(ctx, spec, p["checkpoint_every"], pca=pca, cross_fit=cross_fit)
+            if spec.first_fill == "none" else train_pconv(ctx, spec, p["checkpoint_every"]) for spec in specs}
 
 
 def gan_spec(name: str, p: dict, symmetric=False) -> GANSpec:

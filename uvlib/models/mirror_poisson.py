@@ -1,4 +1,7 @@
-"""Gradient-domain (Poisson) fill of a UV map's hole, guided by the face's mirrored side.
+"""Mirror-Poisson: gradient-domain (Poisson) fill of a UV map's hole, guided by the face's mirrored side.
+
+The best completion that needs no training: a baseline of the results table, what `uvlib complete` uses without
+a model, and the first stage of the mirror-Poisson -> PConv cascade (uvlib.models.cascade).
 
 On the hole H the fill f solves the discrete Poisson equation with the observed texels as boundary values:
 for every hole texel p and each 4-neighbour q inside the atlas, sum_q (f_p - f_q) = sum_q v_pq, where f_q is
@@ -10,10 +13,13 @@ out (no flux across the atlas edge). A vanishing pull (EPS) towards the mirrored
 observed colour, keeps a hole with no observed texel around it solvable.
 """
 import numpy as np
+import torch
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
-from uvlib.geometry.mirror import MirrorMap
+from uvlib.geometry.mesh import uv_atlas
+from uvlib.geometry.mirror import MirrorMap, mirror_texels
+from uvlib.ops import check_completion_inputs
 
 EPS = 1e-6
 MIN_MIRROR_WEIGHT = 0.5   # share of a mirror's bilinear weight on observed texels for it to guide
@@ -60,3 +66,20 @@ def mirror_poisson_fill(image: np.ndarray, known: np.ndarray, atlas: np.ndarray,
                                shape=(n, n))
     out[hole] = splu(system).solve(rhs)
     return out
+
+
+class MirrorPoissonFill:
+    """Completion function: each hidden texel from the face's other side, blended in the gradient domain (the
+    mirrored texture's detail with the hidden side's own boundary colour); where the mirror was not seen either,
+    harmonic diffusion from the boundary. Runs on the host (scipy) whatever the maps' device; the maps' size must
+    be a UV size."""
+
+    def __call__(self, uv_in, known):
+        check_completion_inputs(uv_in, known)
+        size = uv_in.shape[-1]
+        atlas, mirror = uv_atlas(size).mask, mirror_texels(size)
+        images = uv_in.detach().permute(0, 2, 3, 1).cpu().double().numpy()
+        masks = (known.detach()[:, 0] > 0.5).cpu().numpy()
+        filled = np.stack([mirror_poisson_fill(img, m, atlas, mirror) for img, m in zip(images, masks)])
+        out = torch.from_numpy(filled).permute(0, 3, 1, 2).clamp(0, 1)
+        return out.to(device=uv_in.device, dtype=uv_in.dtype)
