@@ -13,6 +13,8 @@ from uvlib.models.gan import Generator, GeneratorConfig
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.symmetry import MirrorInputs
+from uvlib.study.recipes import PConvSpec
+from uvlib.study.stages import gan_specs, stage_parameters
 
 S = 64
 
@@ -90,3 +92,14 @@ def test_symmetric_models_round_trip_through_model_files(tmp_path):
 def test_a_symmetric_blend_needs_the_map_size():
     with pytest.raises(ValueError, match="uv_size"):
         BlendNet(hidden=4, symmetric=True)
+
+
+def test_stage_variants_name_the_symmetric_rows_and_refuse_unknown_ones():
+    p = {**stage_parameters("05_gan", {}), "gan_variants": ["plain", "symmetric"]}
+    specs = gan_specs("gan", p)
+    assert [(s.name, s.symmetric) for s in specs] == [("gan", False), ("gan_sym", True)]
+    for bad in (["mirrored"], []):
+        with pytest.raises(ValueError, match="gan_variants"):
+            gan_specs("gan", {**p, "gan_variants": bad})
+    with pytest.raises(ValueError, match="first_fill"):
+        PConvSpec(first_fill="pca")
