@@ -13,9 +13,9 @@ from dataclasses import asdict
 import torch
 import torch.nn as nn
 
-from uvlib.models.cascade import check_pca, eval_mode, load_pca
+from uvlib.models.cascade import check_pca, eval_mode, load_pca, load_pconv
 from uvlib.models.pca import MaskedPCA
-from uvlib.models.pconv import PConvUNet, PConvUNetConfig
+from uvlib.models.pconv import PConvUNet
 from uvlib.models.symmetry import MIRROR_CHANNELS, MirrorInputs
 from uvlib.ops import composite
 
@@ -92,10 +92,9 @@ class BlendedPCAPConv:
 
     @classmethod
     def from_state(cls, config, state, device):
-        pconv = PConvUNet(PConvUNetConfig(**config["pconv"]))
-        pconv.load_state_dict(state["pconv"])
         blend = BlendNet(**config["blend"])
         blend.load_state_dict(state["blend"])
-        return cls(load_pca(state["pca"], device), pconv.to(device).eval(), blend.to(device).eval())
+        pconv = load_pconv(config["pconv"], state["pconv"], device)
+        return cls(load_pca(state["pca"], device), pconv, blend.to(device).eval())
 
 

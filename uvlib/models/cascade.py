@@ -44,21 +44,21 @@ def check_pca(pca: MaskedPCA, uv_size, what):
                          f"{uv_size}; use models of the same UV size")
 
 
-class PCAPConvCascade:
-    """Completion function: PConv residual on the PCA fill (known texels from the input)."""
+class PConvOnFill:
+    """Completion function: a PConv residual on a first completion (`first_fill`), known texels from the input.
+    Subclasses give first_fill and their own state."""
 
-    def __init__(self, pca: MaskedPCA, pconv: PConvUNet):
+    def __init__(self, pconv: PConvUNet):
         cfg = pconv.cfg
         if cfg.extra_channels != 3 or not cfg.predict_residual_on_extra:
             raise ValueError("the cascade's PConvUNet needs extra_channels=3 and predict_residual_on_extra=True; "
                              "build it with PConvUNetConfig(..., extra_channels=3, predict_residual_on_extra=True)")
-        check_pca(pca, cfg.uv_size, "PCAPConvCascade")
-        self.pca, self.pconv = pca, pconv
+        self.pconv = pconv
 
     @torch.no_grad()
     def fill(self, uv_in, known):
-        """The PCA completion with the known texels pasted back: the PConv's extra input."""
-        return composite(self.pca.complete(uv_in, known), uv_in, known)
+        """The first completion with the known texels pasted back: the PConv's extra input."""
+        return composite(self.first_fill(uv_in, known), uv_in, known)
 
     @torch.no_grad()
     def __call__(self, uv_in, known):
@@ -67,9 +67,30 @@ class PCAPConvCascade:
         return composite(pred, uv_in, known)
 
     def to(self, device):
-        self.pca.to(device)
         self.pconv.to(device)
         return self
+
+
+def load_pconv(config, state, device) -> PConvUNet:
+    pconv = PConvUNet(PConvUNetConfig(**config))
+    pconv.load_state_dict(state)
+    return pconv.to(device).eval()
+
+
+class PCAPConvCascade(PConvOnFill):
+    """PConv residual on the PCA fill (stage 04)."""
+
+    def __init__(self, pca: MaskedPCA, pconv: PConvUNet):
+        super().__init__(pconv)
+        check_pca(pca, pconv.cfg.uv_size, "PCAPConvCascade")
+        self.pca = pca
+
+    def first_fill(self, uv_in, known):
+        return self.pca.complete(uv_in, known)
+
+    def to(self, device):
+        self.pca.to(device)
+        return super().to(device)
 
     def state(self):
         """(config, state) for registry.save_model(path, "pca_pconv", uv_size, config, state)."""
@@ -77,36 +98,14 @@ class PCAPConvCascade:
 
     @classmethod
     def from_state(cls, config, state, device):
-        pconv = PConvUNet(PConvUNetConfig(**config["pconv"]))
-        pconv.load_state_dict(state["pconv"])
-        return cls(load_pca(state["pca"], device), pconv.to(device).eval())
+        return cls(load_pca(state["pca"], device), load_pconv(config["pconv"], state["pconv"], device))
 
 
-class MirrorPoissonPConvCascade:
-    """Completion function: PConv residual on the mirror-Poisson fill (known texels from the input). The fill has
-    nothing fitted, so training fills need no cross-fitting; an untrained cascade is the mirror-Poisson baseline."""
+class MirrorPoissonPConvCascade(PConvOnFill):
+    """PConv residual on the mirror-Poisson fill. The fill has nothing fitted, so training fills need no
+    cross-fitting; an untrained cascade is the mirror-Poisson baseline."""
 
-    def __init__(self, pconv: PConvUNet):
-        cfg = pconv.cfg
-        if cfg.extra_channels != 3 or not cfg.predict_residual_on_extra:
-            raise ValueError("the cascade's PConvUNet needs extra_channels=3 and predict_residual_on_extra=True; "
-                             "build it with PConvUNetConfig(..., extra_channels=3, predict_residual_on_extra=True)")
-        self.pconv, self.first = pconv, MirrorPoissonFill()
-
-    @torch.no_grad()
-    def fill(self, uv_in, known):
-        """The mirror-Poisson completion: the PConv's extra input."""
-        return composite(self.first(uv_in, known), uv_in, known)
-
-    @torch.no_grad()
-    def __call__(self, uv_in, known):
-        with eval_mode(self.pconv):
-            pred = self.pconv(uv_in, known, self.fill(uv_in, known))
-        return composite(pred, uv_in, known)
-
-    def to(self, device):
-        self.pconv.to(device)
-        return self
+    first_fill = MirrorPoissonFill()
 
     def state(self):
         """(config, state) for registry.save_model(path, "mirror_poisson_pconv", uv_size, config, state)."""
@@ -114,9 +113,7 @@ class MirrorPoissonPConvCascade:
 
     @classmethod
     def from_state(cls, config, state, device):
-        pconv = PConvUNet(PConvUNetConfig(**config["pconv"]))
-        pconv.load_state_dict(state["pconv"])
-        return cls(pconv.to(device).eval())
+        return cls(load_pconv(config["pconv"], state["pconv"], device))
 
 
 class CascadeThenGAN:
