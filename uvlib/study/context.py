@@ -25,7 +25,7 @@ from uvlib.protocol.cases import Benchmark, complete_cases, load_benchmark, scor
 from uvlib.protocol.report import evaluate_methods
 from uvlib.protocol.runs import MissingStageError, stage_dir
 from uvlib.study.params import dataset_path, project_path
-from uvlib.train.batches import EXTERNAL_SPLIT, HoleSampler, RealHoles, build_hole_bank
+from uvlib.train.batches import EXTERNAL_SPLIT, HoleSampler, RealHoles, build_hole_bank, lent_positions
 from uvlib.train.loop import resolve_device, seed_everything
 from uvlib.train.provenance import ids_digest
 
@@ -84,7 +84,7 @@ class StageContext:
         own = len(self.train_rows) - (len(self.extra_train.rows()) if self.extra_train is not None else 0)
         parts = [(np.flatnonzero(idx < own), self.ds.maps("train"), idx[idx < own])]
         if self.extra_train is not None:
-            lent = np.asarray(self.extra_train.positions(), dtype=np.int64)
+            lent = np.asarray(lent_positions(self.extra_train.dataset, self.extra_train.rows()), dtype=np.int64)
             parts.append((np.flatnonzero(idx >= own), self.extra_train.dataset.maps(EXTERNAL_SPLIT),
                           lent[idx[idx >= own] - own]))
         read = [(where, *reader.tensors(rows, dtype=dtype)) for where, reader, rows in parts if len(where)]
@@ -189,18 +189,13 @@ class ExtraMaps:
         return {"dataset": self.label, "split": EXTERNAL_SPLIT, "max_yaw": self.max_yaw, "maps": len(rows),
                 "groups": len({r["group"] for r in rows}), "ids": ids_digest(rows)}
 
-    def positions(self) -> list:
-        """Where rows() lie in the train split (rows of its map shards)."""
-        position = {r["id"]: k for k, r in enumerate(self.dataset.split_rows(EXTERNAL_SPLIT))}
-        return [position[r["id"]] for r in self.rows()]
-
     def load(self) -> tuple:
         """(uv, observed, rows) as Dataset.load gives them, rows relabelled."""
         rows = self.rows()
         if not rows:
             raise ValueError(f"extra_train_dataset_dir {self.label}: no face of its train split has |yaw| < "
                              f"{self.max_yaw:g}; raise extra_train_max_yaw or prepare frontal photos")
-        uv, observed = self.dataset.maps(EXTERNAL_SPLIT).tensors(self.positions())
+        uv, observed = self.dataset.maps(EXTERNAL_SPLIT).tensors(lent_positions(self.dataset, rows))
         return uv, observed, [{**r, "id": f"{self.label}:{r['id']}", "group": f"{self.label}:{r['group']}",
                                "dataset": self.label} for r in rows]
 

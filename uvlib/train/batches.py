@@ -29,6 +29,12 @@ BANK_VERSION = 1
 EXTERNAL_SPLIT = "train"   # the one split another dataset lends to training: its val and test people stay unseen
 
 
+def lent_positions(dataset: Dataset, rows) -> list:
+    """Where `rows` (some of the lent split's rows) lie in that split: the rows of its map shards to read."""
+    position = {r["id"]: k for k, r in enumerate(dataset.split_rows(EXTERNAL_SPLIT))}
+    return [position[r["id"]] for r in rows]
+
+
 @dataclass
 class RealHoles:
     """Borrowed holes of real turned faces: the unseen region of every face of another dataset's train split
@@ -49,8 +55,7 @@ class RealHoles:
 
     def holes(self) -> np.ndarray:
         """(N, S, S) bool: the atlas texels each turned face did not see."""
-        position = {r["id"]: k for k, r in enumerate(self.dataset.split_rows(EXTERNAL_SPLIT))}
-        visible = self.dataset.maps(EXTERNAL_SPLIT).visible([position[r["id"]] for r in self.rows()])
+        visible = self.dataset.maps(EXTERNAL_SPLIT).visible(lent_positions(self.dataset, self.rows()))
         return np.stack([borrowed_hole(v) for v in visible])
 
 
