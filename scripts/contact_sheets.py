@@ -32,6 +32,8 @@ def tile(dataset: Path, row: dict) -> np.ndarray:
     vis = cv2.imread(str(dataset / "vis" / f"{row['id']}.png"), cv2.IMREAD_GRAYSCALE) > 0
     canvas[:, TILE:] = cv2.resize(uv * vis[..., None], (TILE, TILE), interpolation=cv2.INTER_NEAREST)
     label = f"{Path(row['photo']).name} yaw {float(row['yaw']):.0f}"
+    if row.get("head_yaw"):
+        label += f" body {float(row['head_yaw']):.0f}"
     cv2.putText(canvas, label, (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
     return canvas
 

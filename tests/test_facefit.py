@@ -1,11 +1,14 @@
-"""The face fitter on turned faces: crops the FaceMesh graph misses, and the gate against wrong poses."""
+"""The face fitter on turned faces: crops the FaceMesh graph misses, the gates against wrong poses, and the
+body-pose model's head yaw."""
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from uvlib.data.facefit import KEYPOINTS_DISAGREE, NOT_FITTED, Detection, FaceFitter
+from uvlib.data import facefit
+from uvlib.data.facefit import BODY_POSE_DISAGREES, KEYPOINTS_DISAGREE, NOT_FITTED, Detection, FaceFitter
+from uvlib.data.headpose import LEFT_EAR, NOSE, RIGHT_EAR, head_turn
 from uvlib.data.photo import read_photo
 from uvlib.data.prep import PrepConfig
 
@@ -83,3 +86,48 @@ def test_the_only_face_of_a_small_photo_is_fitted_but_a_small_extra_face_is_not(
     monkeypatch.setattr(fitter, "fit_detection", lambda image, det, **kw: (tried.append(det), (None, NOT_FITTED))[1])
     assert fitter.fit(small) == ([], NOT_FITTED)
     assert face not in tried
+
+
+def turned_world_landmarks(ears_yaw, nose_yaw):
+    """BlazePose-like world landmarks (33, 3): ears and nose of a head turned by the given yaws (degrees,
+    + = nose towards the image's right), x right, y down, z away from the camera."""
+    def turn(point, yaw):
+        c, s = np.cos(np.radians(yaw)), np.sin(np.radians(yaw))
+        x, y, z = point
+        return np.array([x * c - z * s, y, x * s + z * c])
+    world = np.zeros((33, 3))
+    world[LEFT_EAR], world[RIGHT_EAR] = turn((7.5, 0, 0), ears_yaw), turn((-7.5, 0, 0), ears_yaw)
+    world[NOSE] = turn((0, 0, -10), nose_yaw)
+    return world
+
+
+@pytest.mark.parametrize("yaw", [-80.0, -30.0, 0.0, 45.0, 85.0])
+def test_the_head_turn_is_read_from_the_ears_and_the_nose(yaw):
+    assert head_turn(turned_world_landmarks(yaw, yaw)) == pytest.approx(yaw, abs=1e-6)
+
+
+def test_no_head_turn_is_given_when_ears_and_nose_disagree():
+    assert head_turn(turned_world_landmarks(-40.0, 40.0)) is None
+    assert head_turn(turned_world_landmarks(60.0, 70.0)) == pytest.approx(65.0)
+
+
+def test_the_largest_turned_face_records_the_body_pose_models_head_yaw(fitter):
+    faces, reason = fitter.fit(turned_left())
+    assert len(faces) == 1, reason
+    assert faces[0].head_yaw < -30 and faces[0].yaw < -30      # both say: turned towards the image's left
+
+
+def test_a_fit_turned_the_other_way_than_a_body_pose_profile_is_failed_with_that_reason(fitter, monkeypatch):
+    # A true profile fitted on its ear or the back of its head: the mesh turned the other way, and not far.
+    image = turned_left()
+    centre = fitter.detect(image)[0].box
+    nose = (centre[0] + centre[2] / 2, centre[1] + centre[3] / 2)
+    monkeypatch.setattr(fitter._head_pose, "yaw", lambda _: (70.0, nose))
+    monkeypatch.setattr(facefit, "MESH_HALF_TURN", 90.0)    # the demo face is turned 55, past the default
+    assert fitter.fit(image) == ([], BODY_POSE_DISAGREES)
+    monkeypatch.setattr(facefit, "MESH_HALF_TURN", 45.0)    # a mesh turned past it is kept, the head yaw recorded
+    faces, _ = fitter.fit(image)
+    assert len(faces) == 1 and faces[0].head_yaw == 70.0
+    monkeypatch.setattr(fitter._head_pose, "yaw", lambda _: (70.0, (1.0, 1.0)))    # someone else's body
+    faces, _ = fitter.fit(image)
+    assert len(faces) == 1 and np.isnan(faces[0].head_yaw)

@@ -308,3 +308,14 @@ def test_mediapipe_logs_are_silenced_unless_verbose(face_jpg, tmp_path):
     assert "8 ok" in quiet.stdout
     verbose = run("b", "--workers", "1", "--limit", "1", "--verbose")
     assert verbose.returncode == 0 and "W0000" in verbose.stderr
+
+
+def test_the_index_holds_the_body_pose_head_yaw_of_turned_faces_only(face_photo, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "frontal.jpg").write_bytes(face_photo.read_bytes())
+    (photos / "turned.jpg").write_bytes((face_photo.parent / "headpose_aws_IMG_1241.jpg").read_bytes())
+    prepare(folder_photos(photos), tmp_path / "ds", PrepConfig(uv_size=64, workers=1), progress=False)
+    rows = {r["photo"].rsplit("/", 1)[1]: r for r in open_dataset(tmp_path / "ds").rows}
+    assert rows["frontal.jpg"]["head_yaw"] is None and abs(rows["frontal.jpg"]["yaw"]) < 30
+    assert rows["turned.jpg"]["yaw"] < -30 and rows["turned.jpg"]["head_yaw"] < -30

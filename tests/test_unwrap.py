@@ -18,6 +18,18 @@ def test_atlas_is_left_right_symmetric_and_about_two_thirds_of_the_square():
     assert (mask == mask[:, ::-1]).mean() > 0.99
 
 
+def test_texel_positions_are_each_texels_barycentric_mix_of_its_triangles_corners():
+    atlas, tri = uv_atlas(64), face_model().tri
+    verts = np.random.default_rng(0).normal(size=(468, 3))
+    pos = atlas.texel_positions(verts)
+    rows, cols = np.nonzero(atlas.mask)
+    for r, c in zip(rows[::97], cols[::97]):
+        expected = atlas.bary[r, c] @ verts[tri[atlas.tri_id[r, c]]]
+        np.testing.assert_allclose(pos[r, c], expected, rtol=1e-5, atol=1e-6)
+    assert pos.shape == (64, 64, 3) and not pos[~atlas.mask].any()
+    assert atlas.texel_positions(verts[:, :2]).shape == (64, 64, 2)
+
+
 @pytest.mark.parametrize("yaw", [-40.0, -10.0, 0.0, 25.0, 60.0])
 def test_pose_estimate_recovers_a_known_rotation(yaw):
     scale, rotation, translation, est_yaw, est_pitch, est_roll = estimate_pose(posed_canonical(yaw, 10.0))

@@ -9,10 +9,12 @@ Why the mirrored fit: a face turned far (a profile) is where the landmark model 
 confident but wrong mesh (a profile posed as frontal, its "texture" an ear). The same crop mirrored left-right
 is a second opinion: a fit is kept only when one of the two is confident (both, for any face but the largest),
 they agree on the yaw, and the detector's keypoints (nose against the eyes) do not say the face is turned
-the other way. A fit that disagrees is recorded as failed with that reason, never kept as truth. Crops that
-fail are retried larger, smaller and rotated (CROP_TRIES); a small extra detection centred inside a head
-already tried (an ear, a mouth of a face fitted or not) is dropped; a photo with no detection or no fitted face gets one last try
-on the whole photo, kept only if turned (TURNED_YAW). The FaceMesh graph (`mesh="graph"`) stays selectable
+the other way. The largest face, when turned, is also checked against the body-pose model's head turn
+(uvlib.data.headpose), which is recorded as its `head_yaw`: the landmark model's yaw saturates near 50 on
+profiles, the body-pose model's does not. A fit that disagrees is recorded as failed with that reason, never
+kept as truth. Crops that fail are retried larger, smaller and rotated (CROP_TRIES); a small extra detection
+centred inside a head already tried (an ear, a mouth of a face fitted or not) is dropped; a photo with no
+detection or no fitted face gets one last try on the whole photo, kept only if turned (TURNED_YAW). The FaceMesh graph (`mesh="graph"`) stays selectable
 for comparison (benchmarks/bench_prep.py).
 
 Landmarks are in image pixels: x right, y down, z in the same pixel scale with smaller z closer to the camera.
@@ -24,11 +26,12 @@ unless asked for (`native_logs=True`, the CLI's --verbose), fd 2 points at /dev/
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
+from uvlib.data.headpose import HeadPoseModel
 from uvlib.data.landmarks import ROI_SCALE, LandmarkModel, Roi, roi_from_landmarks
 from uvlib.geometry.pose import estimate_pose
 
@@ -44,11 +47,18 @@ MAX_MIRROR_YAW_GAP = 15.0   # degrees between the fit and the mirrored fit (medi
 KEYPOINT_TURN = 0.18    # |nose - eye midpoint| / box width above which the detector's keypoints say "turned"
 KEYPOINT_YAW = 10.0     # ... and the mesh must then be turned at least this far the same way
 TURNED_YAW = 30.0       # a whole-photo fit (the last resort) must be turned at least this far
+HEAD_POSE_YAW = 30.0    # the largest face is also shown to the body-pose model from this mesh yaw on (4% of
+#                         celeba-dev photos: the model costs about 40 ms a photo, so not every face gets it)
+BODY_PROFILE_YAW = 60.0  # the body-pose model sees a profile turned one way at least this far, while
+MESH_HALF_TURN = 45.0    # the mesh is turned the other way less than this: the mesh sits on an ear or the back of
+#                          the head. Checked by eye on cfp-dev's 1,548 profile fits: of the 12 where BlazePose saw
+#                          a profile of the other sign, 2 were such fits (turned 23 and 31), the other 10 right
 
 MESH_FITTERS = ("crops", "graph")   # FaceFitter(mesh=...): our checked crops, or MediaPipe's FaceMesh graph
 NOT_FITTED = "face found but the mesh could not be fitted"
 MIRROR_DISAGREES = "mesh pose disagrees with the mirrored fit"
 KEYPOINTS_DISAGREE = "mesh pose disagrees with the detector's keypoints"
+BODY_POSE_DISAGREES = "mesh pose disagrees with the body-pose model"
 
 
 @dataclass
@@ -61,6 +71,8 @@ class FaceFit:
     roll: float                # degrees, positive = head tilted clockwise in the image
     scale: float               # image pixels per canonical-model centimetre
     rotation: np.ndarray       # (3, 3) canonical model (camera axes) -> image space
+    head_yaw: float = float("nan")   # the body-pose model's head turn (degrees, sign of yaw); NaN when not
+    #                                  asked (not the largest face, or not turned) or when it has no answer
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,12 @@ def keypoints_disagree(detection: Detection, yaw: float) -> bool:
     frontal or turned the other way."""
     turn = detection.turn()
     return abs(turn) > KEYPOINT_TURN and yaw * np.sign(turn) < KEYPOINT_YAW
+
+
+def body_pose_disagrees(head_yaw: float, yaw: float) -> bool:
+    """Whether the body-pose model sees a profile turned one way while the mesh is turned the other way, and
+    not far (a true profile mis-fitted on its ear or the back of its head)."""
+    return abs(head_yaw) >= BODY_PROFILE_YAW and head_yaw * yaw < 0 and abs(yaw) < MESH_HALF_TURN
 
 
 def whole_photo(image) -> Detection:
@@ -146,6 +164,7 @@ class FaceFitter:
             else:
                 self._mesh = None
                 self._landmarks = LandmarkModel()
+            self._head_pose = HeadPoseModel()
             blank = np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8)
             for graph in graphs:   # graphs log as they open: let them open in here
                 graph.process(blank)
@@ -156,6 +175,7 @@ class FaceFitter:
                 d.close()
             if self._mesh is not None:
                 self._mesh.close()
+            self._head_pose.close()
 
     def _process(self, graph, image):
         with native_stderr(self.native_logs):
@@ -230,7 +250,20 @@ class FaceFitter:
 
     def fit(self, image):
         """Return (faces, reason): the fitted faces, and why there are none when the list is empty (the reason of
-        the largest face that failed)."""
+        the largest face that failed). The largest face, when turned, is checked against the body-pose model."""
+        faces, reason = self._fit_faces(image)
+        if not faces or self._mesh is not None or abs(faces[0].yaw) < HEAD_POSE_YAW:
+            return faces, reason
+        with native_stderr(self.native_logs):
+            answer = self._head_pose.yaw(image)
+        if answer is None or not roi_from_landmarks(faces[0].landmarks).contains(*answer[1]):
+            return faces, reason       # no body found, the model unsure, or the body is someone else's
+        main = replace(faces[0], head_yaw=answer[0])
+        if body_pose_disagrees(main.head_yaw, main.yaw):
+            return faces[1:], "" if faces[1:] else BODY_POSE_DISAGREES
+        return [main, *faces[1:]], reason
+
+    def _fit_faces(self, image):
         detections = self.detect(image)
         if not detections and self._mesh is None:
             # the detectors miss some profiles that fill the photo: try the whole photo, gated as ever

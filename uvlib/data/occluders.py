@@ -128,17 +128,18 @@ def robust_gaussian(x: np.ndarray, keep=0.6, steps=4):
     """
     mean = np.median(x, axis=0)
     cov = np.diag((1.4826 * np.median(np.abs(x - mean), axis=0)) ** 2 + 1e-6)
+    kth = int(keep * (len(x) - 1))   # d2 <= np.quantile(d2, keep) keeps exactly the points up to this order statistic
     for _ in range(steps):
         d2 = _mahalanobis2(x, mean, cov)
-        best = x[d2 <= np.quantile(d2, keep)]
+        best = x[d2 <= np.partition(d2, kth)[kth]]
         mean, cov = best.mean(0), np.cov(best, rowvar=False) + 1e-6 * np.eye(x.shape[1])
     cov *= np.median(_mahalanobis2(x, mean, cov)) / chi2_quantile(0.5, x.shape[1])
     return mean, cov
 
 
 def _mahalanobis2(x, mean, cov):
-    d = x - mean
-    return np.einsum("nd,de,ne->n", d, np.linalg.inv(cov), d)
+    whitened = (x - mean) @ np.linalg.cholesky(np.linalg.inv(cov))
+    return (whitened * whitened).sum(1)
 
 
 def appearance_outliers(texture: np.ndarray, visible: np.ndarray, quantile=OUTLIER_QUANTILE,

@@ -107,6 +107,7 @@ def process_photo(photo, out: Path, cfg: PrepConfig) -> dict:
                                 "occluded_fraction": round(occlusion.occluded.sum() / geometric, 4),
                                 "hand_fraction": round(occlusion.hands.sum() / geometric, 4),
                                 "score": round(face.score, 3), "box": [round(v, 1) for v in face.box],
+                                "head_yaw": None if np.isnan(face.head_yaw) else round(face.head_yaw, 2),
                                 "checksum": checksum})
     return {**record, "status": "ok", "reason": ""}
 

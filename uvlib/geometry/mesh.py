@@ -4,10 +4,11 @@ The UV layout is left-right symmetric about u = 0.5, and v grows downwards (v = 
 forehead), so a texel row is v * S and a texel column is u * S.
 """
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 
 import numpy as np
+import scipy.sparse
 
 from uvlib.geometry.raster import rasterize
 
@@ -41,13 +42,20 @@ class UVAtlas:
     def mask(self) -> np.ndarray:
         return self.tri_id >= 0
 
+    @cached_property
+    def interpolation(self) -> scipy.sparse.csr_matrix:
+        """(S*S, 468) sparse weights: each texel's barycentrics on its triangle's vertices, no weight outside.
+        One sparse product per face is about 10x faster than gathering the corners and summing (stage 00)."""
+        corners = face_model().tri[np.maximum(self.tri_id, 0)].reshape(-1, 3)
+        weights = (self.bary * self.mask[..., None]).reshape(-1).astype(np.float64)
+        rows = np.arange(0, corners.size + 1, 3)
+        shape = (self.size ** 2, len(face_model().uv))
+        return scipy.sparse.csr_matrix((weights, corners.reshape(-1), rows), shape=shape)
+
     def texel_positions(self, verts: np.ndarray) -> np.ndarray:
         """Interpolate per-vertex attributes (468, D) at every atlas texel -> (S, S, D); zeros outside."""
-        model = face_model()
-        corners = verts[model.tri[np.maximum(self.tri_id, 0)]]          # (S, S, 3, D)
-        out = np.einsum("hwk,hwkd->hwd", self.bary, corners)
-        out[~self.mask] = 0
-        return out
+        verts = np.asarray(verts)
+        return (self.interpolation @ verts.reshape(len(verts), -1)).reshape(self.size, self.size, *verts.shape[1:])
 
 
 def check_uv_size(size: int) -> int:

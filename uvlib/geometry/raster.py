@@ -35,6 +35,17 @@ def _candidate_pixels(corners, height, width):
     return tri, rows, cols
 
 
+def _nearest_per_pixel(pixel, z, n_pixels):
+    """Index of the candidate with the smallest z at each covered pixel, ties to the lowest index. Two unbuffered
+    minimum reductions: about 10x faster than sorting the candidates by (pixel, z) at stage-00 sizes."""
+    nearest = np.full(n_pixels, np.inf)
+    np.minimum.at(nearest, pixel, z)
+    tied = np.flatnonzero(z == nearest[pixel])
+    first = np.full(n_pixels, len(z))
+    np.minimum.at(first, pixel[tied], tied)
+    return first[first < len(z)]
+
+
 def rasterize(verts, faces, height, width, depth=None, cull_backfaces=False):
     """Rasterise triangles `faces` (T, 3) over 2D vertices `verts` (V, 2) into an H x W grid.
 
@@ -70,10 +81,7 @@ def rasterize(verts, faces, height, width, depth=None, cull_backfaces=False):
         z = tri.astype(np.float64)  # deterministic tie-break: lowest triangle index wins
     else:
         z = np.einsum("nk,nk->n", bary, np.asarray(depth, dtype=np.float64)[faces[tri]])
-    order = np.lexsort((z, pixel))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = pixel[order][1:] != pixel[order][:-1]
-    winner = order[first]
+    winner = _nearest_per_pixel(pixel, z, height * width)
 
     out = Raster(
         tri_id=np.full((height, width), -1, dtype=np.int32),
