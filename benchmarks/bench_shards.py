@@ -73,7 +73,8 @@ def build_dataset(root: Path, n: int, size: int, seed: int) -> Path:
             Image.fromarray(visible.astype(np.uint8) * 255).save(root / "vis" / f"{key}_0.png", compress_level=1)
             face = {"id": f"{key}_0", "face": 0, "yaw": 0.0, "pitch": 0.0, "roll": 0.0,
                     "visible_fraction": round(float(visible.mean()), 4), "occluded_fraction": 0.0,
-                    "hand_fraction": 0.0, "score": 1.0}
+                    "hand_fraction": 0.0, "under_turn_fraction": 0.0, "score": 1.0,
+                    "head_yaw": None}
             manifest.write(json.dumps({"key": key, "path": key, "split": "train", "group": "", "faces": [face],
                                        "status": "ok", "reason": ""}) + "\n")
     print(f"wrote {n} synthetic maps as PNGs in {time.perf_counter() - start:.0f} s")

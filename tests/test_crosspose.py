@@ -75,7 +75,7 @@ def write_dataset(root, faces=FACES):
         Image.fromarray((seen * 255).astype(np.uint8)).save(root / "vis" / f"{item}.png")
         rows.append({"id": item, "photo": f"{item}.jpg", "group": group, "split": split, "face": face, "yaw": yaw,
                      "pitch": pitch, "roll": 0.0, "visible_fraction": seen.mean(), "occluded_fraction": 0.0,
-                     "hand_fraction": 0.0, "score": 0.9, "head_yaw": None})
+                     "hand_fraction": 0.0, "under_turn_fraction": 0.0, "score": 0.9, "head_yaw": None})
     with (root / "index.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS)
         writer.writeheader()

@@ -319,3 +319,4 @@ def test_the_index_holds_the_body_pose_head_yaw_of_turned_faces_only(face_photo,
     rows = {r["photo"].rsplit("/", 1)[1]: r for r in open_dataset(tmp_path / "ds").rows}
     assert rows["frontal.jpg"]["head_yaw"] is None and abs(rows["frontal.jpg"]["yaw"]) < 30
     assert rows["turned.jpg"]["yaw"] < -30 and rows["turned.jpg"]["head_yaw"] < -30
+    assert rows["frontal.jpg"]["under_turn_fraction"] == 0 and 0 < rows["turned.jpg"]["under_turn_fraction"] < 0.5

@@ -26,7 +26,8 @@ def add_photo(root, k, split, rng):
     Image.fromarray(rng.choice(np.array([0, 100, 128, 200, 255], np.uint8), (SIZE, SIZE))).save(
         root / "vis" / f"{item}.png")
     face = {"id": item, "face": 0, "yaw": 0.0, "pitch": 0.0, "roll": 0.0, "visible_fraction": 0.5,
-            "occluded_fraction": 0.0, "hand_fraction": 0.0, "score": 0.9}
+            "occluded_fraction": 0.0, "hand_fraction": 0.0, "under_turn_fraction": 0.0, "score": 0.9,
+            "head_yaw": None}
     record = {"key": f"p{k:02d}.jpg", "path": f"p{k:02d}.jpg", "split": split, "group": "", "faces": [face],
               "status": "ok", "reason": ""}
     with (root / "manifest-0-of-1.jsonl").open("a") as f:

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from uvlib.data.facefit import FaceFit
+from uvlib.data.worker import seen_at_head_yaw
 from uvlib.geometry.mesh import face_model, uv_atlas
 from uvlib.geometry.pose import canonical_in_camera_axes, estimate_pose, reposed_mesh
 from uvlib.geometry.unwrap import texel_visibility, unwrap
@@ -110,3 +112,19 @@ def test_texels_outside_the_photo_are_not_visible(method):
     assert (cut.texture[left_of_border] == 0).all()
     right = whole & (pos[..., 0] > 102)
     assert cut.visible[right].mean() > 0.99
+
+
+def test_a_face_the_body_pose_model_sees_turned_further_loses_its_far_silhouette_texels():
+    mesh = posed_canonical(40.0)
+    seen_by_mesh, _ = texel_visibility(mesh, 64)
+    face = FaceFit(mesh, (0, 0, 1, 1), 0.9, 40.0, 0.0, 0.0, 10.0, np.eye(3))
+    for head_yaw in (float("nan"), 30.0, -70.0):     # no say, turned less, turned the other way: nothing taken
+        face.head_yaw = head_yaw
+        assert seen_at_head_yaw(face, 64).all()
+    face.head_yaw = 70.0
+    dropped = seen_by_mesh & ~seen_at_head_yaw(face, 64)
+    hidden_by_mesh = uv_atlas(64).mask & ~seen_by_mesh
+    columns = np.arange(64)[None, :].repeat(64, 0)
+    assert 50 < dropped.sum() < seen_by_mesh.sum() / 3
+    # the texels taken are on the far cheek, the side the mesh already hides
+    assert np.sign(columns[dropped].mean() - 31.5) == np.sign(columns[hidden_by_mesh].mean() - 31.5)

@@ -31,11 +31,13 @@ from uvlib.data.shards import MapReader, build_shards, open_shards, stamp
 FORMAT = "uvface-dataset"
 VERSION = 4   # 2: split groups hashed, no texels outside the photo, unique escaped ids, checksums in the manifest
 #               3: occluders taken out of vis/, vis_unfiltered/, occluded_fraction and hand_fraction in the index
-#               4: head_yaw (the body-pose model's turn of the largest turned face) in the index, and its gate
+#               4: head_yaw (the body-pose model's turn of the largest turned face) and under_turn_fraction in the
+#                  index; vis/ also leaves out what the camera would not see were the head turned to head_yaw
 SPLITS = ("train", "val", "test")
 INDEX_FIELDS = ("id", "photo", "group", "split", "face", "yaw", "pitch", "roll", "visible_fraction",
-                "occluded_fraction", "hand_fraction", "score", "head_yaw")
-NUMBER_FIELDS = ("yaw", "pitch", "roll", "visible_fraction", "occluded_fraction", "hand_fraction", "score")
+                "occluded_fraction", "hand_fraction", "under_turn_fraction", "score", "head_yaw")
+NUMBER_FIELDS = ("yaw", "pitch", "roll", "visible_fraction", "occluded_fraction", "hand_fraction",
+                 "under_turn_fraction", "score")
 OPTIONAL_NUMBER_FIELDS = ("head_yaw",)   # empty in the index, None in rows: the body-pose model was not asked
 #                                          (not the largest face, or not turned) or had no answer
 
@@ -144,7 +146,8 @@ def finalize(root: Path, listed=(), progress=False) -> dict:
                          "face": face["face"],
                          "yaw": face["yaw"], "pitch": face["pitch"], "roll": face["roll"],
                          "visible_fraction": face["visible_fraction"], "occluded_fraction": face["occluded_fraction"],
-                         "hand_fraction": face["hand_fraction"], "score": face["score"],
+                         "hand_fraction": face["hand_fraction"], "under_turn_fraction": face["under_turn_fraction"],
+                         "score": face["score"],
                          "head_yaw": face["head_yaw"]})
     tmp = root / "index.csv.tmp"
     with tmp.open("w", newline="") as f:
