@@ -14,8 +14,8 @@ the other way. The largest face, when turned, is also checked against the body-p
 profiles, the body-pose model's does not. A fit that disagrees is recorded as failed with that reason, never
 kept as truth. Crops that fail are retried larger, smaller and rotated (CROP_TRIES); a small extra detection
 centred inside a head already tried (an ear, a mouth of a face fitted or not) is dropped; a photo with no
-detection or no fitted face gets one last try on the whole photo, kept only if turned (TURNED_YAW). The FaceMesh graph (`mesh="graph"`) stays selectable
-for comparison (benchmarks/bench_prep.py).
+detection or no fitted face gets one last try on the whole photo, kept only if turned (TURNED_YAW). The FaceMesh
+graph (`mesh="graph"`) stays selectable for comparison (benchmarks/bench_prep.py).
 
 Landmarks are in image pixels: x right, y down, z in the same pixel scale with smaller z closer to the camera.
 

@@ -55,9 +55,11 @@ class HeadPoseModel:
             if result.pose_world_landmarks is None:
                 continue
             world = np.array([(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark])
-            nose = result.pose_landmarks.landmark[NOSE]
             yaw = head_turn(world)
-            return None if yaw is None else (yaw, (nose.x * framed.shape[1] - border, nose.y * framed.shape[0] - border))
+            if yaw is None:
+                return None
+            nose = result.pose_landmarks.landmark[NOSE]
+            return yaw, (nose.x * framed.shape[1] - border, nose.y * framed.shape[0] - border)
         return None
 
     def close(self):
