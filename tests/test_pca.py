@@ -124,7 +124,7 @@ def test_completion_uses_the_chosen_ridge_and_shares_work_across_ridges(fitted):
     pca, uv, observed = fitted
     chosen = MaskedPCA(2).load_state_dict({**pca.state_dict(), "config": {**pca.state_dict()["config"], "ridge": 0.5}})
     assert chosen.ridge() == 0.5 and pca.ridge() == pca.noise_ridge()
-    at_noise, at_half = pca.complete_with_ridges(uv * observed, observed, [pca.noise_ridge(), 0.5])
+    at_noise, at_half = pca.complete_with(uv * observed, observed, [(pca.noise_ridge(), None), (0.5, None)])
     assert torch.equal(at_noise, pca.complete(uv * observed, observed))
     assert torch.equal(at_half, chosen.complete(uv * observed, observed)) and not torch.equal(at_half, at_noise)
 
@@ -138,3 +138,39 @@ def test_uint8_maps_as_stored_fit_exactly_as_their_floats():
     as_stored = MaskedPCA(3, max_iter=5, tol=0).fit(stored, observed, make_atlas(), progress=False)
     assert torch.equal(as_stored.components_, as_floats.components_) and torch.equal(as_stored.mean_, as_floats.mean_)
     assert as_stored.history == as_floats.history
+
+
+def test_robust_completion_discounts_seen_texels_the_components_cannot_explain(fitted):
+    """A real profile's seen texels include hair and background at the silhouette: paint a quarter of the seen
+    texels a colour no face has, and the Cauchy-weighted posterior must complete the hidden half closer to the
+    truth than the plain one, which bends every component towards the paint."""
+    pca, _, _ = fitted
+    uv, atlas = low_rank_maps(8, seed=5), make_atlas().float()
+    seen = torch.zeros(8, 1, S, S)
+    seen[..., : S // 2] = 1                                         # the left half seen, the right half hidden
+    seen = seen * atlas
+    painted = uv.clone()
+    painted[:, 0, :2, : S // 2] = 1.0                               # the top rows of the seen half: saturated red
+    painted[:, 1:, :2, : S // 2] = 0.0
+    hidden = (1 - seen) * atlas
+
+    def hidden_rmse(settings):
+        pred = pca.complete_with(painted * seen, seen, [settings])[0]
+        return float((((pred - uv) ** 2) * hidden).sum() / (3 * hidden.sum())) ** 0.5
+
+    lam = pca.noise_ridge()
+    plain, robust = hidden_rmse((lam, None)), hidden_rmse((lam, 0.02))
+    unpainted = float((((pca.complete(uv * seen, seen) - uv) ** 2) * hidden).sum() / (3 * hidden.sum())) ** 0.5
+    assert plain > 1.3 * unpainted and robust < 1.05 * unpainted   # as if the paint were not there
+    clean = pca.complete_with(uv * seen, seen, [(lam, 0.02)])[0]   # nothing to discount: about the plain completion
+    assert float((((clean - uv) ** 2) * hidden).sum() / (3 * hidden.sum())) ** 0.5 < 1.05 * unpainted
+
+
+def test_the_stored_robust_scale_is_what_complete_uses_and_old_files_load_without_it(fitted):
+    pca, uv, observed = fitted
+    state = pca.state_dict()
+    robust = MaskedPCA(2).load_state_dict({**state, "config": {**state["config"], "robust_scale": 0.05}})
+    expected = pca.complete_with(uv * observed, observed, [(pca.ridge(), 0.05)])[0]
+    assert torch.equal(robust.complete(uv * observed, observed), expected)
+    old = {k: v for k, v in state["config"].items() if k not in ("robust_scale", "robust_iters")}
+    assert MaskedPCA(2).load_state_dict({**state, "config": old}).config.robust_scale is None

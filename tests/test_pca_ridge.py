@@ -39,7 +39,7 @@ def pca():
 def test_the_best_validation_multiple_is_chosen_stored_and_saved(pca, tmp_path):
     val = benchmark("val")
     multiples = (0.01, 1.0, 100.0)
-    psnr = [score(lambda u, k, m=m: pca.complete_with_ridges(u, k, [m * pca.noise_ridge()])[0], val,
+    psnr = [score(lambda u, k, m=m: pca.complete_with(u, k, [(m * pca.noise_ridge(), None)])[0], val,
                   progress=False)[0]["overall"]["psnr"] for m in multiples]  # the protocol's own scoring
     assert max(psnr) - min(psnr) > 0.1  # the choice matters on these maps
     choice = choose_ridge(pca, val, multiples)
@@ -50,7 +50,8 @@ def test_the_best_validation_multiple_is_chosen_stored_and_saved(pca, tmp_path):
     save_model(tmp_path / "model-pca.pt", "masked_pca", S, {"n_components": 6}, pca.state_dict())
     loaded, _ = load_model(tmp_path / "model-pca.pt")
     u, _, _, known = val.case(np.arange(len(val)))
-    assert torch.equal(loaded(u * known, known), pca.complete_with_ridges(u * known, known, [choice["chosen_ridge"]])[0])
+    assert torch.equal(loaded(u * known, known),
+                       pca.complete_with(u * known, known, [(choice["chosen_ridge"], None)])[0])
 
 
 def test_test_cases_are_refused(pca):
@@ -58,3 +59,34 @@ def test_test_cases_are_refused(pca):
         choose_ridge(pca, benchmark("test"))
     with pytest.raises(ValueError, match="positive"):
         choose_ridge(pca, benchmark("val"), multiples=(0.0, 1.0))
+
+
+def crosspose_pairs(split, n=4, seed=2):
+    """n synthetic pairs: the turned face sees the left half, its reference (same maps) sees everything."""
+    from uvlib.protocol.crosspose import CrossPose
+    uv = (noisy_low_rank(n, seed).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    visible = np.ones((2 * n, S, S), dtype=bool)
+    visible[:n, :, S // 2:] = False
+    pairs = [{"turned": f"t{i}", "reference": f"r{i}", "group": f"p{i}", "turned_yaw": 60.0, "reference_yaw": 0.0,
+              "yaw_bin": "60-75", "gain": np.ones(3), "offset": np.zeros(3), "turned_index": i,
+              "reference_index": n + i} for i in range(n)]
+    return CrossPose(np.concatenate([uv, uv]), visible, np.ones((S, S), dtype=bool), pairs, {}, {"split": split})
+
+
+def test_with_real_pairs_the_mean_of_both_validation_scores_decides_and_the_robust_scale_is_stored(pca):
+    pca = MaskedPCA(6).load_state_dict(pca.state_dict())
+    choice = choose_ridge(pca, benchmark("val"), (0.01, 1.0, 100.0), robust_scales=(None, 0.05),
+                          crosspose=crosspose_pairs("val"))
+    assert len(choice["grid"]) == 6 and {g["robust_scale"] for g in choice["grid"]} == {None, 0.05}
+    for g in choice["grid"]:
+        assert g["score"] == pytest.approx((g["val_psnr"] + g["crosspose_val_psnr"]) / 2)
+    best = max(choice["grid"], key=lambda g: g["score"])
+    assert (choice["chosen_multiple"], choice["chosen_robust_scale"]) == (best["multiple"], best["robust_scale"])
+    assert (pca.config.ridge, pca.config.robust_scale) == (best["ridge"], best["robust_scale"])
+
+
+def test_test_pairs_and_bad_scales_are_refused(pca):
+    with pytest.raises(ValueError, match="validation split"):
+        choose_ridge(pca, benchmark("val"), crosspose=crosspose_pairs("test"))
+    with pytest.raises(ValueError, match="robust scales"):
+        choose_ridge(pca, benchmark("val"), robust_scales=(0.0,))

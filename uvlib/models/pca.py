@@ -5,7 +5,10 @@ observed mean, then each iteration takes a randomised rank-k SVD of the centred,
 matrix (warm-started from the previous iteration's subspace) and replaces only the missing
 entries by their rank-k reconstruction; the mean is re-estimated from the filled data, as EM does.
 Completion is the probabilistic-PCA posterior mean given the visible texels of one image, so
-components with little variance are shrunk rather than over-fitted.
+components with little variance are shrunk rather than over-fitted. With a robust scale c it is the posterior
+under a Cauchy likelihood instead (iteratively reweighted least squares): a seen texel whose colour the
+components cannot explain (hair or background at a real profile's silhouette, a misfitted mesh) is weighted
+by 1 / (1 + r²/c²) for its residual r, instead of pulling every component towards a ghost of itself.
 
 Memory: the fit keeps one (N, 3·T) float32 matrix of the T atlas texels on the maps' device (N = 10,000 maps
 at 256 x 256 is about 5 GB); it takes the maps as stored, uint8, so the input costs a quarter of float maps.
@@ -29,6 +32,8 @@ class MaskedPCAConfig:
     max_iter: int = 100
     tol: float = 1e-3  # stop when the imputed entries change by less than this (relative)
     ridge: float | None = None  # λ of the completion solve; None = PPCA noise variance
+    robust_scale: float | None = None  # c of the completion's Cauchy texel weights; None = plain least squares
+    robust_iters: int = 2  # reweighting rounds of a robust completion
     seed: int = 0
     oversample: int = 10  # extra columns of the randomised SVD
     power_iter: int = 2  # subspace iterations of the first, cold-started randomised SVD
@@ -72,6 +77,27 @@ def _sq(t):
 
 def _rows_per_chunk(width):
     return max(1, CHUNK_FLOATS // max(1, width))
+
+
+def _texel_outer(w):
+    """outer(t0, t1): the (t1 - t0, k*k) per-texel sums over channels of w_ct w_ct^T, texels t0..t1 of the
+    (3*T, k) loadings w; blocks are computed when asked, so no (T, k*k) array is held."""
+    wc = w.reshape(3, -1, w.shape[1])  # (3, T, k)
+
+    def outer(t0, t1):
+        block = wc[:, t0:t1]
+        return torch.einsum("ctk,ctj->tkj", block, block).reshape(block.shape[1], -1)
+    return outer
+
+
+def _solve(gram, rhs, lam):
+    """(gram + λ I)^-1 rhs per image, by Cholesky: the system is symmetric positive definite for λ > 0.
+
+    (torch.linalg.solve's batched LU failed here on such float32 systems, in torch 2.13 on CPU, with
+    "Pivots given to lu_solve must all be greater or equal to 1" for some batches.)"""
+    regularised = gram.clone()
+    regularised.diagonal(dim1=1, dim2=2).add_(float(lam))
+    return torch.cholesky_solve(rhs.unsqueeze(-1), torch.linalg.cholesky(regularised)).squeeze(-1)
 
 
 class MaskedPCA:
@@ -221,24 +247,29 @@ class MaskedPCA:
 
     def complete(self, uv_in, known, batch_size=256):
         """Posterior-mean completion from each image's visible atlas texels; maps in [0, 1]."""
-        return self.complete_with_ridges(uv_in, known, [self.ridge()], batch_size)[0]
+        return self.complete_with(uv_in, known, [(self.ridge(), self.config.robust_scale)], batch_size)[0]
 
-    def complete_with_ridges(self, uv_in, known, ridges, batch_size=256):
-        """[complete() with λ = r for r in ridges]: each image's Gram matrix is built once for all λ."""
+    def complete_with(self, uv_in, known, settings, batch_size=256):
+        """[complete() with λ = ridge and robust scale c for (ridge, c) in settings]; c None = plain least squares.
+
+        The plain settings share each image's Gram matrix; a robust one rebuilds it per reweighting round."""
         self._check_fitted()
         check_maps(uv_in, known, self.atlas, "MaskedPCA.complete")
         device = uv_in.device
         index = atlas_index(self.atlas.to(device))
         mean, loadings = self.mean_.to(device), self.loadings().to(device)
-        outs = [torch.zeros_like(uv_in, dtype=torch.float32) for _ in ridges]
+        outer = _texel_outer(loadings)
+        outs = [torch.zeros_like(uv_in, dtype=torch.float32) for _ in settings]
         for start in range(0, uv_in.shape[0], batch_size):
             rows = slice(start, start + batch_size)
             x, m = gather_atlas(uv_in[rows].float(), known[rows], index)
-            gram, rhs = self._normal_equations(x - mean, m, loadings)
-            for out, lam in zip(outs, ridges):
-                regularised = gram.clone()
-                regularised.diagonal(dim1=1, dim2=2).add_(float(lam))
-                z = torch.linalg.solve(regularised, rhs)  # posterior mean (W_v^T W_v + λ I)^-1 W_v^T x_v
+            xc, seen = x - mean, m.float()
+            plain = self._normal_equations(xc, seen, loadings, outer)
+            for out, (lam, scale) in zip(outs, settings):
+                z = _solve(*plain, lam)
+                for _ in range(self.config.robust_iters if scale else 0):
+                    residual = _texel_view(xc - z @ loadings.T).square().mean(1)  # (B, T), over the 3 channels
+                    z = _solve(*self._normal_equations(xc, seen / (1 + residual / scale ** 2), loadings, outer), lam)
                 out[rows] = scatter_atlas((mean + z @ loadings.T).clamp(0, 1), index, self.atlas.shape[0])
         return outs
 
@@ -261,19 +292,15 @@ class MaskedPCA:
         return max(float(self.noise_variance_), floor)
 
     @staticmethod
-    def _normal_equations(xc, m, w):
-        """(W_v^T W_v, W_v^T x_v) per image; texel masks are shared by the 3 channels."""
+    def _normal_equations(xc, weight, w, outer):
+        """(W_v^T D W_v, W_v^T D x_v) per image, D the (B, T) texel weights (0/1: seen) shared by the 3 channels."""
         b, k = xc.shape[0], w.shape[1]
-        wc = w.reshape(3, -1, k)  # (3, T, k)
-        texels = wc.shape[1]
-        gram = torch.zeros(b, k, k, device=w.device)
+        gram = torch.zeros(b, k * k, device=w.device)
         step = _rows_per_chunk(k * k)
-        for t in range(0, texels, step):  # gram_n = Σ_t m_nt Σ_c w_ct w_ct^T, texel block by block
-            block = wc[:, t : t + step]
-            outer = torch.einsum("ctk,ctj->tkj", block, block).reshape(-1, k * k)
-            gram += (m[:, t : t + step].float() @ outer).reshape(b, k, k)
-        rhs = _texel_view(xc).masked_fill(~m.unsqueeze(1), 0).view_as(xc) @ w
-        return gram, rhs
+        for t in range(0, weight.shape[1], step):  # gram_n = Σ_t d_nt Σ_c w_ct w_ct^T, texel block by block
+            gram += weight[:, t : t + step] @ outer(t, t + step)
+        rhs = (_texel_view(xc) * weight.unsqueeze(1)).view_as(xc) @ w
+        return gram.reshape(b, k, k), rhs
 
     # ----------------------------------------------------------------------------- figures
 

@@ -149,9 +149,13 @@ def pca_diagnostics(pcas: dict, ridge_selection: dict, path):
     for k, pca in pcas.items():
         axes[1].semilogy([h["rel_change"] for h in pca.history], label=f"k={k}")
     axes[1].set_xlabel("EM iteration"); axes[1].set_ylabel("relative change of imputed texels"); axes[1].legend()
-    for name, choice in ridge_selection.items():
-        axes[2].semilogx([g["multiple"] for g in choice["grid"]], [g["val_psnr"] for g in choice["grid"]],
-                         marker="o", label=name)
-    axes[2].set_xlabel("ridge λ / noise variance σ²"); axes[2].set_ylabel("validation hole-PSNR (dB)")
+    for name, choice in ridge_selection.items():   # the chosen robust scale's line
+        grid = [g for g in choice["grid"] if g.get("robust_scale") == choice.get("chosen_robust_scale")]
+        scale = f", c={choice['chosen_robust_scale']:g}" if choice.get("chosen_robust_scale") else ""
+        axes[2].semilogx([g["multiple"] for g in grid], [g.get("score", g["val_psnr"]) for g in grid], marker="o",
+                         label=name + scale)
+    both = any("crosspose_val_psnr" in g for choice in ridge_selection.values() for g in choice["grid"])
+    axes[2].set_xlabel("ridge λ / noise variance σ²")
+    axes[2].set_ylabel("mean of val hole-PSNR and val cross-pose PSNR (dB)" if both else "validation hole-PSNR (dB)")
     axes[2].legend()
     return save(fig, path)

@@ -22,6 +22,7 @@ import torch
 from uvlib.data.dataset import Dataset, DatasetError, open_dataset
 from uvlib.protocol import figures as viz
 from uvlib.protocol.cases import Benchmark, complete_cases, load_benchmark, score
+from uvlib.protocol.crosspose import CrossPose, build_pairs, check_unseen
 from uvlib.protocol.report import evaluate_methods
 from uvlib.protocol.runs import MissingStageError, stage_dir
 from uvlib.study.params import dataset_path, project_path
@@ -76,6 +77,13 @@ class StageContext:
         return {role: {**source, "path": str(lent[role].dataset.root.resolve()),
                        "photos": lent[role].dataset.info.get("source", "")}
                 for role, source in self.external_record().items()}
+
+    def crosspose_val(self, dataset_dir: str) -> CrossPose:
+        """The real cross-pose pairs of another dataset's validation split (people grouped, e.g. cfp-dev), for
+        choosing settings on real turned faces; refused, in one line, if this stage learned from any of them."""
+        other = open_other(self.ds, "crosspose_dataset_dir", dataset_dir)
+        check_unseen(other, "val", {self.stage: {"external_data": self.external_data()}})
+        return build_pairs(other, "val")
 
     def training_maps(self, idx, dtype=torch.float32) -> tuple:
         """(uv, observed) of the training maps at `idx` (positions in train_rows) read from their shards as stored:
