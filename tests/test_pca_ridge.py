@@ -7,6 +7,7 @@ from uvlib.models.pca import MaskedPCA
 from uvlib.models.registry import load_model, save_model
 from uvlib.protocol import cases as evaluation
 from uvlib.protocol.cases import Benchmark, score
+from uvlib.protocol.crosspose import score_pairs
 from uvlib.train.pca_ridge import choose_ridge
 
 S = 16
@@ -78,8 +79,12 @@ def test_with_real_pairs_the_mean_of_both_validation_scores_decides_and_the_robu
     choice = choose_ridge(pca, benchmark("val"), (0.01, 1.0, 100.0), robust_scales=(None, 0.05),
                           crosspose=crosspose_pairs("val"))
     assert len(choice["grid"]) == 6 and {g["robust_scale"] for g in choice["grid"]} == {None, 0.05}
+    pairs = crosspose_pairs("val")
     for g in choice["grid"]:
         assert g["score"] == pytest.approx((g["val_psnr"] + g["crosspose_val_psnr"]) / 2)
+        scored = score_pairs(lambda u, k, g=g: pca.complete_with(u, k, [(g["ridge"], g["robust_scale"])])[0], pairs,
+                             progress=False)[0]["overall"]["psnr"]       # the cross-pose test's own scoring
+        assert g["crosspose_val_psnr"] == pytest.approx(scored, abs=1e-4)
     best = max(choice["grid"], key=lambda g: g["score"])
     assert (choice["chosen_multiple"], choice["chosen_robust_scale"]) == (best["multiple"], best["robust_scale"])
     assert (pca.config.ridge, pca.config.robust_scale) == (best["ridge"], best["robust_scale"])

@@ -12,10 +12,11 @@ import math
 from itertools import product
 
 import numpy as np
+import torch
 
 from uvlib.protocol.cases import Benchmark
-from uvlib.protocol.crosspose import CrossPose, score_pairs
-from uvlib.protocol.metrics import psnr_from_mse
+from uvlib.protocol.crosspose import CrossPose
+from uvlib.protocol.metrics import hole_scores, psnr_from_mse
 
 RIDGE_MULTIPLES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
@@ -34,10 +35,17 @@ def hole_psnr_per_setting(pca, cases: Benchmark, settings, device="cpu", batch_s
     return [float(np.mean(p)) for p in per_case]
 
 
-def crosspose_psnr_per_setting(pca, pairs: CrossPose, settings, device="cpu") -> list:
-    """Mean hole-PSNR of the real cross-pose pairs for each (λ, c)."""
-    return [score_pairs(lambda uv, known, s=s: pca.complete_with(uv, known, [s])[0], pairs, device=device,
-                        progress=False)[0]["overall"]["psnr"] for s in settings]
+def crosspose_psnr_per_setting(pca, pairs: CrossPose, settings, device="cpu", batch_size=32) -> list:
+    """Mean hole-PSNR of the real cross-pose pairs for each (λ, c), as uvlib.protocol.crosspose.score_pairs scores
+    them, with one completion call per batch for all settings (the plain ones share their Gram matrices)."""
+    atlas = torch.from_numpy(pairs.atlas).to(device)
+    per_pair = [[] for _ in settings]
+    for start in range(0, len(pairs), batch_size):
+        uv, known, target, observed, hole = (t.to(device) for t in pairs.batch(range(start, min(start + batch_size,
+                                                                                               len(pairs)))))
+        for psnr, pred in zip(per_pair, pca.complete_with(uv * known, known, settings)):
+            psnr += hole_scores(pred.clamp(0, 1), target, observed, hole, atlas)["psnr"].tolist()
+    return [float(np.mean(p)) for p in per_pair]
 
 
 def choose_ridge(pca, val: Benchmark, multiples=RIDGE_MULTIPLES, device="cpu", robust_scales=(None,),
