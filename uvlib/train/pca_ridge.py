@@ -18,7 +18,7 @@ from uvlib.protocol.cases import Benchmark
 from uvlib.protocol.crosspose import CrossPose
 from uvlib.protocol.metrics import hole_scores, psnr_from_mse
 
-RIDGE_MULTIPLES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+RIDGE_MULTIPLES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)   # notebook 01's default pca_ridge_multiples
 
 
 def hole_psnr_per_setting(pca, cases: Benchmark, settings, device="cpu", batch_size=64) -> list:
