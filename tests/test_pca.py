@@ -174,3 +174,25 @@ def test_the_stored_robust_scale_is_what_complete_uses_and_old_files_load_withou
     assert torch.equal(robust.complete(uv * observed, observed), expected)
     old = {k: v for k, v in state["config"].items() if k not in ("robust_scale", "robust_iters")}
     assert MaskedPCA(2).load_state_dict({**state, "config": old}).config.robust_scale is None
+
+
+def test_a_misfit_threshold_completes_the_badly_fitted_images_with_the_second_setting(fitted):
+    """Images whose seen texels the first completion fits worse than the threshold (here: painted ones) are
+    completed with the misfit setting, the others exactly as without a threshold; old files load without it."""
+    pca, _, _ = fitted
+    uv, atlas = low_rank_maps(8, seed=6), make_atlas().float()
+    seen = torch.zeros(8, 1, S, S)
+    seen[..., : S // 2] = 1
+    seen = seen * atlas
+    uv_in = uv * seen
+    uv_in[4:, 0, :2, : S // 2] = 1.0   # the last four: a saturated red patch on their seen half
+    state = pca.state_dict()
+    gated = MaskedPCA(2).load_state_dict({**state, "config": {**state["config"], "misfit_threshold": 0.05,
+                                                              "misfit_ridge": 100 * pca.ridge(),
+                                                              "misfit_robust_scale": 0.02}})
+    first, second = pca.complete_with(uv_in, seen, [(pca.ridge(), None), (100 * pca.ridge(), 0.02)])
+    out = gated.complete(uv_in, seen)
+    assert torch.equal(out[:4], first[:4]) and torch.equal(out[4:], second[4:])
+    assert not torch.allclose(first[4:], second[4:], atol=1e-3)     # the two settings differ on those images
+    old = {k: v for k, v in state["config"].items() if not k.startswith("misfit")}
+    assert torch.equal(MaskedPCA(2).load_state_dict({**state, "config": old}).complete(uv_in, seen), first)

@@ -8,7 +8,7 @@ from uvlib.models.registry import load_model, save_model
 from uvlib.protocol import cases as evaluation
 from uvlib.protocol.cases import Benchmark, score
 from uvlib.protocol.crosspose import score_pairs
-from uvlib.train.pca_ridge import choose_ridge
+from uvlib.train.pca_ridge import choose_misfit_gate, choose_ridge
 
 S = 16
 
@@ -95,3 +95,38 @@ def test_test_pairs_and_bad_scales_are_refused(pca):
         choose_ridge(pca, benchmark("val"), crosspose=crosspose_pairs("test"))
     with pytest.raises(ValueError, match="robust scales"):
         choose_ridge(pca, benchmark("val"), robust_scales=(0.0,))
+
+
+def test_the_misfit_gate_routes_the_items_a_second_setting_serves_better():
+    """Simulated items fit well and prefer setting 0; real ones fit badly and prefer setting 1: the chosen gate sends
+    exactly the badly fitted ones to setting 1 and beats either setting alone. With nothing to gain, no threshold."""
+    rng = np.random.default_rng(0)
+    sim_psnr = np.stack([np.full(50, 24.0), np.full(50, 22.0)])
+    real_psnr = np.stack([np.full(20, 13.0), np.full(20, 16.0)])
+    sim_misfit = np.tile(rng.uniform(0.01, 0.03, 50), (2, 1))
+    real_misfit = np.tile(rng.uniform(0.05, 0.08, 20), (2, 1))
+    gate = choose_misfit_gate((sim_psnr, sim_misfit), (real_psnr, real_misfit))
+    assert (gate["first"], gate["misfit"]) == (0, 1) and 0.03 <= gate["threshold"] < 0.05
+    assert (gate["val_psnr"], gate["crosspose_val_psnr"], gate["score"]) == pytest.approx((24.0, 16.0, 20.0))
+    same = choose_misfit_gate((sim_psnr, sim_misfit), (real_psnr[[0, 0]], real_misfit))
+    assert (same["first"] == same["misfit"] or not np.isfinite(same["threshold"]))
+    assert same["score"] == pytest.approx((24.0 + 13.0) / 2)
+
+
+def test_a_chosen_misfit_gate_is_stored_and_scores_what_was_recorded(pca):
+    """Real pairs whose seen texels are corrupted want a far larger ridge than the clean simulated cases: the
+    gated model the choice stores must score, under the protocol's own scoring, what the choice recorded."""
+    pca = MaskedPCA(6).load_state_dict(pca.state_dict())
+    pairs = crosspose_pairs("val", n=6)
+    noise = np.random.default_rng(3).integers(-60, 60, pairs.uv[:6].shape)
+    pairs.uv[:6] = np.clip(pairs.uv[:6].astype(int) + noise, 0, 255).astype(np.uint8)
+    val = benchmark("val")
+    choice = choose_ridge(pca, val, (0.01, 1.0, 100.0), crosspose=pairs, misfit_gate=True)
+    gate = choice["misfit_gate"]
+    assert gate["multiple"] > choice["chosen_multiple"] and gate["score"] > max(g["score"] for g in choice["grid"])
+    assert (pca.config.misfit_threshold, pca.config.misfit_ridge) == (gate["threshold"], gate["ridge"])
+    assert score(pca.complete, val, progress=False)[0]["overall"]["psnr"] == pytest.approx(gate["val_psnr"], abs=1e-4)
+    assert score_pairs(pca.complete, pairs, progress=False)[0]["overall"]["psnr"] == pytest.approx(
+        gate["crosspose_val_psnr"], abs=1e-4)
+    without = choose_ridge(pca, val, (0.01, 1.0, 100.0), crosspose=pairs)    # the default: one setting for all
+    assert "misfit_gate" not in without and pca.config.misfit_threshold is None

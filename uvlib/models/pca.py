@@ -9,6 +9,9 @@ components with little variance are shrunk rather than over-fitted. With a robus
 under a Cauchy likelihood instead (iteratively reweighted least squares): a seen texel whose colour the
 components cannot explain (hair or background at a real profile's silhouette, a misfitted mesh) is weighted
 by 1 / (1 + r²/c²) for its residual r, instead of pulling every component towards a ghost of itself.
+With a misfit threshold, an image whose seen texels that completion fits badly (RMS residual above the threshold:
+typically a real turned photo, whose stretched, shaded texels and other-photo reference call for far more shrinkage
+than the clean texels of a simulated hole) is completed with a second, smoother setting instead.
 
 Memory: the fit keeps one (N, 3·T) float32 matrix of the T atlas texels on the maps' device (N = 10,000 maps
 at 256 x 256 is about 5 GB); it takes the maps as stored, uint8, so the input costs a quarter of float maps.
@@ -34,6 +37,9 @@ class MaskedPCAConfig:
     ridge: float | None = None  # λ of the completion solve; None = PPCA noise variance
     robust_scale: float | None = None  # c of the completion's Cauchy texel weights; None = plain least squares
     robust_iters: int = 2  # reweighting rounds of a robust completion
+    misfit_threshold: float | None = None  # seen-texel RMS residual above which the misfit setting completes instead
+    misfit_ridge: float | None = None  # λ of that second setting
+    misfit_robust_scale: float | None = None  # its c; None = plain least squares
     seed: int = 0
     oversample: int = 10  # extra columns of the randomised SVD
     power_iter: int = 2  # subspace iterations of the first, cold-started randomised SVD
@@ -88,6 +94,13 @@ def _texel_outer(w):
         block = wc[:, t0:t1]
         return torch.einsum("ctk,ctj->tkj", block, block).reshape(block.shape[1], -1)
     return outer
+
+
+def seen_rms(fit, uv_in, known, atlas):
+    """(N,) RMS residual of completions `fit` on each image's seen atlas texels (0 where none is seen)."""
+    seen = (known > 0.5) & (atlas > 0)
+    squared = (fit - uv_in).square().mean(1, keepdim=True) * seen
+    return (squared.flatten(1).sum(1) / seen.flatten(1).sum(1).clamp_min(1)).sqrt()
 
 
 def _solve(gram, rhs, lam):
@@ -246,8 +259,15 @@ class MaskedPCA:
     # --------------------------------------------------------------------------- completion
 
     def complete(self, uv_in, known, batch_size=256):
-        """Posterior-mean completion from each image's visible atlas texels; maps in [0, 1]."""
-        return self.complete_with(uv_in, known, [(self.ridge(), self.config.robust_scale)], batch_size)[0]
+        """Posterior-mean completion from each image's visible atlas texels; maps in [0, 1]. With a misfit threshold,
+        images whose seen texels the first completion fits worse than it are completed with the misfit setting."""
+        cfg = self.config
+        first = (self.ridge(), cfg.robust_scale)
+        if cfg.misfit_threshold is None:
+            return self.complete_with(uv_in, known, [first], batch_size)[0]
+        fit, smooth = self.complete_with(uv_in, known, [first, (cfg.misfit_ridge, cfg.misfit_robust_scale)], batch_size)
+        misfit = seen_rms(fit, uv_in, known, self.atlas.to(uv_in.device)) > cfg.misfit_threshold
+        return torch.where(misfit.view(-1, 1, 1, 1), smooth, fit)
 
     def complete_with(self, uv_in, known, settings, batch_size=256):
         """[complete() with λ = ridge and robust scale c for (ridge, c) in settings]; c None = plain least squares.
