@@ -265,9 +265,12 @@ class MaskedPCA:
         first = (self.ridge(), cfg.robust_scale)
         if cfg.misfit_threshold is None:
             return self.complete_with(uv_in, known, [first], batch_size)[0]
-        fit, smooth = self.complete_with(uv_in, known, [first, (cfg.misfit_ridge, cfg.misfit_robust_scale)], batch_size)
+        fit = self.complete_with(uv_in, known, [first], batch_size)[0]
         misfit = seen_rms(fit, uv_in, known, self.atlas.to(uv_in.device)) > cfg.misfit_threshold
-        return torch.where(misfit.view(-1, 1, 1, 1), smooth, fit)
+        if misfit.any():   # the second setting only for the images it serves
+            second = [(cfg.misfit_ridge, cfg.misfit_robust_scale)]
+            fit[misfit] = self.complete_with(uv_in[misfit], known[misfit], second, batch_size)[0]
+        return fit
 
     def complete_with(self, uv_in, known, settings, batch_size=256):
         """[complete() with λ = ridge and robust scale c for (ridge, c) in settings]; c None = plain least squares.
