@@ -1,5 +1,7 @@
 """Completion throughput of a fitted masked PCA, plain posterior beside the robust (Cauchy-reweighted) one, on the
-CPU and, when present, the GPU, with the largest difference between the devices' completions.
+CPU and, when present, the GPU, with the largest difference between the devices' completions; then, on the CPU,
+the two ways of building the per-image Gram matrices side by side for batch sizes from a cascade's few maps per
+fold to stage 01's 256 (completion picks per-image products under k/3 images, shared per-texel outer products above).
 
     python benchmarks/bench_pca_completion.py runs/celeba-dev/01_pca/model-masked_pca_k256.pt [--n 512]
 
@@ -12,7 +14,7 @@ import time
 
 import torch
 
-from uvlib.models.pca import atlas_index, scatter_atlas
+from uvlib.models.pca import _texel_outer, atlas_index, gram_by_products, gram_by_texel_outer, scatter_atlas
 from uvlib.models.registry import load_model
 
 
@@ -39,10 +41,29 @@ def images_per_s(pca, uv, known, setting, device):
     return len(uv) / (time.perf_counter() - start), out.cpu()
 
 
+def gram_ms_per_image(pca, batch_sizes, seed=0):
+    """{b: (outer-products ms/image, per-image-products ms/image, max |difference|)} for random 0/1 texel weights."""
+    w = pca.loadings()
+    k, texels = w.shape[1], w.shape[0] // 3
+    g = torch.Generator().manual_seed(seed)
+    times = {}
+    for b in batch_sizes:
+        weight = (torch.rand(b, texels, generator=g) < 0.6).float()
+        start = time.perf_counter()
+        by_outer = gram_by_texel_outer(weight, _texel_outer(w), k)
+        middle = time.perf_counter()
+        by_products = gram_by_products(weight, w)
+        end = time.perf_counter()
+        times[b] = (1e3 * (middle - start) / b, 1e3 * (end - middle) / b, float((by_outer - by_products).abs().max()))
+    return times
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a masked PCA model file (stage 01's model-masked_pca_kK.pt)")
     parser.add_argument("--n", type=int, default=512, help="maps completed per timed run")
+    parser.add_argument("--gram-batches", type=int, nargs="*", default=[3, 16, 64, 256],
+                        help="batch sizes of the Gram comparison (none: skip it)")
     args = parser.parse_args()
     complete, _ = load_model(args.model)
     pca = complete.__self__
@@ -63,6 +84,12 @@ def main():
     if "cuda" in devices:
         for label in settings:
             print(f"{label}: max |cpu - cuda| {float((outs['cpu', label] - outs['cuda', label]).abs().max()):.2e}")
+    pca.to("cpu")
+    k = pca.components_.shape[1]
+    for b, (outer_ms, products_ms, diff) in gram_ms_per_image(pca, args.gram_batches).items():
+        used = "products" if b * 3 < k else "outer"
+        print(f"Gram, batch {b:4d}: per-texel outer products {outer_ms:8.1f} ms/image, per-image products "
+              f"{products_ms:8.1f} ms/image (completion uses {used}; max |difference| {diff:.1e})")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from uvlib.models.pca import MaskedPCA
+from uvlib.models.pca import MaskedPCA, _texel_outer, gram_by_products, gram_by_texel_outer
 
 S = 8
 
@@ -196,3 +196,21 @@ def test_a_misfit_threshold_completes_the_badly_fitted_images_with_the_second_se
     assert not torch.allclose(first[4:], second[4:], atol=1e-3)     # the two settings differ on those images
     old = {k: v for k, v in state["config"].items() if not k.startswith("misfit")}
     assert torch.equal(MaskedPCA(2).load_state_dict({**state, "config": old}).complete(uv_in, seen), first)
+
+
+def test_small_and_large_batches_build_the_same_normal_equations():
+    """A batch under k/3 images builds its Gram matrices by per-image products, a larger one from shared per-texel
+    outer products: the two must give the same matrices, and an image the same completion in either batch."""
+    g = torch.Generator().manual_seed(7)
+    w, weight = torch.randn(3 * 40, 12, generator=g), torch.rand(5, 40, generator=g)
+    by_products = gram_by_products(weight, w)
+    expected = torch.stack([sum(w[c * 40:(c + 1) * 40].T @ torch.diag(d) @ w[c * 40:(c + 1) * 40] for c in range(3))
+                            for d in weight])
+    assert torch.allclose(by_products, expected, atol=1e-4)
+    assert torch.allclose(gram_by_texel_outer(weight, _texel_outer(w), 12), expected, atol=1e-4)
+    uv, observed = low_rank_maps(40, rank=12, seed=8), random_mask(40, 0.3, seed=9)
+    pca = MaskedPCA(12, max_iter=20).fit(uv * observed, observed, make_atlas(), progress=False)
+    inputs, seen = low_rank_maps(12, rank=12, seed=10) * observed[:12], observed[:12]
+    alone = pca.complete_with(inputs[:2], seen[:2], [(pca.ridge(), 0.05)])[0]      # 2 * 3 < 12: per-image products
+    in_batch = pca.complete_with(inputs, seen, [(pca.ridge(), 0.05)])[0][:2]       # 12 * 3 >= 12: outer products
+    assert torch.allclose(alone, in_batch, atol=1e-5)

@@ -96,6 +96,24 @@ def _texel_outer(w):
     return outer
 
 
+def gram_by_texel_outer(weight, outer, k):
+    """(B, k, k) Gram matrices Σ_t d_nt Σ_c w_ct w_ct^T from `outer` (_texel_outer) blocks: each block is built once
+    per call and shared by the batch, so this pays off for large batches."""
+    gram = torch.zeros(weight.shape[0], k * k, device=weight.device)
+    step = _rows_per_chunk(k * k)
+    for t in range(0, weight.shape[1], step):
+        gram += weight[:, t : t + step] @ outer(t, t + step)
+    return gram.reshape(-1, k, k)
+
+
+def gram_by_products(weight, w):
+    """The same Gram matrices as one (3T, k) matrix product per image: cheaper than building the outer products for
+    batches under about k/3 images (2-core CPU, 128 px: 10 images at k 32, 85 at k 256), such as the few maps per
+    fold of a cross-fitted cascade's training fills. benchmarks/bench_pca_completion.py times both."""
+    rows = weight.repeat(1, 3)   # W's rows are channel-major: row c*T + t has texel t's weight
+    return torch.stack([(w * d[:, None]).T @ w for d in rows])
+
+
 def seen_rms(fit, uv_in, known, atlas):
     """(N,) RMS residual of completions `fit` on each image's seen atlas texels (0 where none is seen)."""
     seen = (known > 0.5) & (atlas > 0)
@@ -318,12 +336,9 @@ class MaskedPCA:
     def _normal_equations(xc, weight, w, outer):
         """(W_v^T D W_v, W_v^T D x_v) per image, D the (B, T) texel weights (0/1: seen) shared by the 3 channels."""
         b, k = xc.shape[0], w.shape[1]
-        gram = torch.zeros(b, k * k, device=w.device)
-        step = _rows_per_chunk(k * k)
-        for t in range(0, weight.shape[1], step):  # gram_n = Σ_t d_nt Σ_c w_ct w_ct^T, texel block by block
-            gram += weight[:, t : t + step] @ outer(t, t + step)
+        gram = gram_by_products(weight, w) if b * 3 < k else gram_by_texel_outer(weight, outer, k)
         rhs = (_texel_view(xc) * weight.unsqueeze(1)).view_as(xc) @ w
-        return gram.reshape(b, k, k), rhs
+        return gram, rhs
 
     # ----------------------------------------------------------------------------- figures
 
