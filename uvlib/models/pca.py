@@ -106,6 +106,11 @@ def gram_by_texel_outer(weight, outer, k):
     return gram.reshape(-1, k, k)
 
 
+def grams_by_products(batch, k):
+    """Whether _normal_equations builds a batch's Gram matrices by per-image products (see gram_by_products)."""
+    return batch * 3 < k
+
+
 def gram_by_products(weight, w):
     """The same Gram matrices as one (3T, k) matrix product per image: cheaper than building the outer products for
     batches under about k/3 images (2-core CPU, 128 px: 10 images at k 32, 85 at k 256), such as the few maps per
@@ -336,7 +341,7 @@ class MaskedPCA:
     def _normal_equations(xc, weight, w, outer):
         """(W_v^T D W_v, W_v^T D x_v) per image, D the (B, T) texel weights (0/1: seen) shared by the 3 channels."""
         b, k = xc.shape[0], w.shape[1]
-        gram = gram_by_products(weight, w) if b * 3 < k else gram_by_texel_outer(weight, outer, k)
+        gram = gram_by_products(weight, w) if grams_by_products(b, k) else gram_by_texel_outer(weight, outer, k)
         rhs = (_texel_view(xc) * weight.unsqueeze(1)).view_as(xc) @ w
         return gram, rhs
 
