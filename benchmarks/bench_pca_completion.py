@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from uvlib.models.pca import (_texel_outer, atlas_index, gram_by_products, gram_by_texel_outer, grams_by_products,
-                              scatter_atlas)
+from uvlib.models.pca import (_texel_outer, atlas_index, gram_by_products, gram_by_texel_outer, scatter_atlas,
+                              uses_per_image_products)
 from uvlib.models.registry import load_model
 
 
@@ -88,7 +88,7 @@ def main():
     pca.to("cpu")
     k = pca.components_.shape[1]
     for b, (outer_ms, products_ms, diff) in gram_ms_per_image(pca, args.gram_batches).items():
-        used = "products" if grams_by_products(b, k) else "outer"
+        used = "products" if uses_per_image_products(b, k) else "outer"
         print(f"Gram, batch {b:4d}: per-texel outer products {outer_ms:8.1f} ms/image, per-image products "
               f"{products_ms:8.1f} ms/image (completion uses {used}; max |difference| {diff:.1e})")
 

@@ -106,7 +106,7 @@ def gram_by_texel_outer(weight, outer, k):
     return gram.reshape(-1, k, k)
 
 
-def grams_by_products(batch, k):
+def uses_per_image_products(batch, k):
     """Whether _normal_equations builds a batch's Gram matrices by per-image products (see gram_by_products)."""
     return batch * 3 < k
 
@@ -286,9 +286,9 @@ class MaskedPCA:
         images whose seen texels the first completion fits worse than it are completed with the misfit setting."""
         cfg = self.config
         first = (self.ridge(), cfg.robust_scale)
-        if cfg.misfit_threshold is None:
-            return self.complete_with(uv_in, known, [first], batch_size)[0]
         fit = self.complete_with(uv_in, known, [first], batch_size)[0]
+        if cfg.misfit_threshold is None:
+            return fit
         misfit = seen_rms(fit, uv_in, known, self.atlas.to(uv_in.device)) > cfg.misfit_threshold
         if misfit.any():   # the second setting only for the images it serves
             second = [(cfg.misfit_ridge, cfg.misfit_robust_scale)]
@@ -341,7 +341,7 @@ class MaskedPCA:
     def _normal_equations(xc, weight, w, outer):
         """(W_v^T D W_v, W_v^T D x_v) per image, D the (B, T) texel weights (0/1: seen) shared by the 3 channels."""
         b, k = xc.shape[0], w.shape[1]
-        gram = gram_by_products(weight, w) if grams_by_products(b, k) else gram_by_texel_outer(weight, outer, k)
+        gram = gram_by_products(weight, w) if uses_per_image_products(b, k) else gram_by_texel_outer(weight, outer, k)
         rhs = (_texel_view(xc) * weight.unsqueeze(1)).view_as(xc) @ w
         return gram, rhs
 
