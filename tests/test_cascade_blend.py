@@ -1,17 +1,17 @@
 import pytest
 import torch
 
+from uvlib.geometry.mesh import uv_atlas
 from uvlib.models import registry
 from uvlib.models.blend import BlendedPCAPConv, BlendNet
-from uvlib.geometry.mesh import uv_atlas
-from uvlib.models.cascade import CascadeThenGAN, MirrorPoissonPConvCascade, PCAPConvCascade
-from uvlib.models.gan import Generator, GeneratorConfig
+from uvlib.models.cascade import CascadeThenGAN, MirrorPoissonGAN, MirrorPoissonPConvCascade, PCAPConvCascade
+from uvlib.models.gan import Generator, GeneratorConfig, PatchDiscriminator
 from uvlib.models.mirror_poisson import MirrorPoissonFill
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.train.loop import TrainConfig, train
 from uvlib.train.losses import InpaintingLoss
-from uvlib.train.trainers import BlendTrainer, CascadeTrainer, PConvTrainer
+from uvlib.train.trainers import BlendTrainer, CascadeTrainer, GANTrainer, PConvTrainer
 
 S = 16
 
@@ -184,3 +184,33 @@ def test_untrained_mirror_poisson_cascade_is_the_baseline_and_a_trained_one_roun
     assert info["kind"] == "mirror_poisson_pconv" and torch.equal(fn(uv * known, known), trained)
     with pytest.raises(ValueError, match="extra_channels=3"):
         MirrorPoissonPConvCascade(PConvUNet(PConvUNetConfig(uv_size=size, base_width=4)))
+
+
+def test_untrained_mirror_poisson_gan_is_the_baseline_and_a_trained_one_round_trips(tmp_path):
+    size = 64
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(uv_size=size, base_width=4, bottleneck=16, extra_channels=3,
+                                          predict_residual_on_extra=True))
+    model = MirrorPoissonGAN(generator)
+    face_atlas = torch.from_numpy(uv_atlas(size).mask).float()
+    uv = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    known = (face_atlas * (torch.arange(size) < size // 2).float()).expand(2, 1, size, size).contiguous()
+    baseline = MirrorPoissonFill()(uv * known, known)
+    assert torch.allclose(model(uv * known, known), torch.where(known.bool(), uv * known, baseline))
+
+    def batches(step):
+        g = torch.Generator().manual_seed(step)
+        return {"uv": torch.rand(2, 3, size, size, generator=g), "observed": torch.ones(2, 1, size, size),
+                "hole": 1 - known}
+    trainer = GANTrainer(generator, PatchDiscriminator(size, base_width=4), face_atlas, lr=1e-2, hole_weight=6.0,
+                         extra_fn=model.fill)
+    train(trainer, batches, config(tmp_path, "mpg"))
+    trained = model(uv * known, known)
+    assert not torch.allclose(trained, model.fill(uv * known, known))     # the residual learned something
+    assert torch.equal(trained * known, uv * known)
+    path = tmp_path / "model-mirror_poisson_gan.pt"
+    registry.save_model(path, "mirror_poisson_gan", size, *model.state())
+    fn, info = registry.load_model(path)
+    assert info["kind"] == "mirror_poisson_gan" and torch.equal(fn(uv * known, known), trained)
+    with pytest.raises(ValueError, match="extra_channels=3"):
+        MirrorPoissonGAN(Generator(GeneratorConfig(uv_size=size, base_width=4)))

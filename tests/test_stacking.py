@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from uvlib.models.blend import BlendedPCAPConv
-from uvlib.models.cascade import PCAPConvCascade
+from uvlib.models.cascade import MirrorPoissonGAN, PCAPConvCascade
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.registry import load_model
@@ -212,6 +212,28 @@ def test_gan_refining_the_cascade_learns_on_validation_maps_only(pca, tmp_path, 
     val_uv = ctx.maps("val")[0]
     assert seen and all((which_maps(u, k, val_uv) >= 0).all() for u, k in seen)
     assert stacking_record(ctx, "g_ep1")["g_ep1"]["split"] == "val"
+
+
+def test_stage_05_gan_on_the_mirror_poisson_fill_learns_a_residual_and_saves_its_own_kind(pca, tmp_path, monkeypatch):
+    ctx = make_ctx(tmp_path)
+    fills = []
+
+    def stand_in(uv_in, known):   # the real fill needs a mesh UV size (64 and up); here only its wiring counts
+        fills.append(uv_in)
+        return torch.full_like(uv_in, 0.5)
+
+    monkeypatch.setattr(MirrorPoissonGAN, "first_fill", staticmethod(stand_in))
+    gan = GANSpec(name="mpg", base_width=4, epochs=(1,), batch_size=4, first_fill="mirror_poisson")
+    completion = train_gan(ctx, gan, 2)["mpg_ep1"]
+    assert len(fills) >= len(ctx.train_uv) // 4       # each training step (and sample grid) filled first
+    saved = torch.load(ctx.out_dir / "model-mpg_ep1.pt", weights_only=True)
+    assert saved["kind"] == "mirror_poisson_gan" and saved["run"]["spec"]["first_fill"] == "mirror_poisson"
+    uv_in, known = ctx.train_uv[:2] * ctx.train_observed[:2], ctx.train_observed[:2]
+    assert isinstance(completion, MirrorPoissonGAN)
+    assert not torch.equal(completion(uv_in, known), completion.fill(uv_in, known))
+    with pytest.raises(ValueError, match="takes no first_fill"):
+        train_gan(ctx, gan, 2, cascade=PCAPConvCascade(pca, PConvUNet(PConvUNetConfig(
+            uv_size=S, base_width=4, extra_channels=3, predict_residual_on_extra=True))))
 
 
 # ----------------------------------------------------------------------------- one run, one folder

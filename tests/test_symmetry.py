@@ -13,7 +13,7 @@ from uvlib.models.gan import Generator, GeneratorConfig
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.symmetry import MirrorInputs
-from uvlib.study.recipes import PConvSpec
+from uvlib.study.recipes import GANSpec, PConvSpec
 from uvlib.study.stages import gan_specs, stage_parameters
 
 S = 64
@@ -101,5 +101,14 @@ def test_stage_variants_name_the_symmetric_rows_and_refuse_unknown_ones():
     for bad in (["mirrored"], []):
         with pytest.raises(ValueError, match="gan_variants"):
             gan_specs("gan", {**p, "gan_variants": bad})
+    specs = gan_specs("gan", p, ["none", "mirror_poisson"])
+    assert [(s.name, s.symmetric, s.first_fill) for s in specs] == [
+        ("gan", False, "none"), ("gan_sym", True, "none"),
+        ("mirror_poisson_gan", False, "mirror_poisson"), ("mirror_poisson_gan_sym", True, "mirror_poisson")]
+    for bad in (["pca"], []):
+        with pytest.raises(ValueError, match="gan_first_fills"):
+            gan_specs("gan", p, bad)
+    with pytest.raises(ValueError, match="first_fill"):
+        GANSpec(first_fill="pca")
     with pytest.raises(ValueError, match="first_fill"):
         PConvSpec(first_fill="pca")

@@ -72,6 +72,11 @@ def pca_pconv_gan(config, state, device):
     return CascadeThenGAN.from_state(config, state, device)
 
 
+def mirror_poisson_gan(config, state, device):
+    from uvlib.models.cascade import MirrorPoissonGAN
+    return MirrorPoissonGAN.from_state(config, state, device)
+
+
 def blend(config, state, device):
     from uvlib.models.blend import BlendedPCAPConv
     return BlendedPCAPConv.from_state(config, state, device)

@@ -1,5 +1,6 @@
 """Cascades: PCA fill -> PConv refinement (stage 04), then -> GAN refinement (stage 06); and the training-free
-mirror-Poisson fill -> PConv refinement (stage 04's mirror_poisson_pconv rows).
+mirror-Poisson fill -> PConv refinement (the mirror_poisson_pconv rows, a stage 03 or 04 experiment) or -> GAN
+refinement (stage 05's mirror_poisson_gan rows).
 
 A plain PConv masks the hole texels of its input, so it would throw a PCA fill away. Here the
 fill enters as extra channels whose mask is all ones, and the PConv (extra_channels=3,
@@ -116,27 +117,54 @@ class MirrorPoissonPConvCascade(PConvOnFill):
         return cls(load_pconv(config["pconv"], state["pconv"], device))
 
 
-class CascadeThenGAN:
-    """Completion function of stage 06: a GAN generator refines the cascade's output, which it
-    sees as 3 extra always-known channels."""
+class GANOnFill:
+    """Completion function: a GAN generator (extra_channels=3; the stages train it with predict_residual_on_extra)
+    refining a first completion (`first_fill`), which it sees as 3 extra always-known channels; known texels from
+    the input.
+    Subclasses give first_fill and their own state."""
 
-    def __init__(self, cascade: PCAPConvCascade, generator: Generator):
+    def __init__(self, generator: Generator, uv_size: int):
         cfg = generator.cfg
-        if cfg.extra_channels != 3 or cfg.uv_size != cascade.pconv.cfg.uv_size:
-            raise ValueError(f"the generator needs extra_channels=3 and uv_size={cascade.pconv.cfg.uv_size} "
-                             f"(the cascade's); got {cfg.extra_channels} and {cfg.uv_size}")
-        self.cascade, self.generator = cascade, generator
+        if cfg.extra_channels != 3 or cfg.uv_size != uv_size:
+            raise ValueError(f"the generator needs extra_channels=3 and uv_size={uv_size} (its first fill's); got "
+                             f"{cfg.extra_channels} and {cfg.uv_size}")
+        self.generator = generator
+
+    @torch.no_grad()
+    def fill(self, uv_in, known):
+        """The first completion with the known texels pasted back: the generator's extra input."""
+        return composite(self.first_fill(uv_in, known), uv_in, known)
 
     @torch.no_grad()
     def __call__(self, uv_in, known):
         with eval_mode(self.generator):
-            pred = self.generator(uv_in, known, self.cascade(uv_in, known))
+            pred = self.generator(uv_in, known, self.fill(uv_in, known))
         return composite(pred, uv_in, known)
 
     def to(self, device):
-        self.cascade.to(device)
         self.generator.to(device)
         return self
+
+
+def load_generator(config, state, device) -> Generator:
+    generator = Generator(GeneratorConfig(**config))
+    generator.load_state_dict(state)
+    return generator.to(device).eval()
+
+
+class CascadeThenGAN(GANOnFill):
+    """Completion function of stage 06: a GAN generator refines the stage 04 cascade's output."""
+
+    def __init__(self, cascade: PCAPConvCascade, generator: Generator):
+        super().__init__(generator, cascade.pconv.cfg.uv_size)
+        self.cascade = cascade
+
+    def first_fill(self, uv_in, known):
+        return self.cascade(uv_in, known)
+
+    def to(self, device):
+        self.cascade.to(device)
+        return super().to(device)
 
     def state(self):
         """(config, state) for registry.save_model(path, "pca_pconv_gan", uv_size, config, state)."""
@@ -146,7 +174,23 @@ class CascadeThenGAN:
 
     @classmethod
     def from_state(cls, config, state, device):
-        generator = Generator(GeneratorConfig(**config["generator"]))
-        generator.load_state_dict(state["generator"])
         cascade = PCAPConvCascade.from_state(config["cascade"], state["cascade"], device)
-        return cls(cascade, generator.to(device).eval())
+        return cls(cascade, load_generator(config["generator"], state["generator"], device))
+
+
+class MirrorPoissonGAN(GANOnFill):
+    """A GAN generator refining the mirror-Poisson fill (stage 05's mirror_poisson_gan rows). The fill has nothing
+    fitted, so it needs no held-out maps; an untrained one is the mirror-Poisson baseline."""
+
+    first_fill = MirrorPoissonFill()
+
+    def __init__(self, generator: Generator):
+        super().__init__(generator, generator.cfg.uv_size)
+
+    def state(self):
+        """(config, state) for registry.save_model(path, "mirror_poisson_gan", uv_size, config, state)."""
+        return {"generator": asdict(self.generator.cfg)}, {"generator": self.generator.state_dict()}
+
+    @classmethod
+    def from_state(cls, config, state, device):
+        return cls(load_generator(config["generator"], state["generator"], device))

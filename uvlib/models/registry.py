@@ -23,6 +23,7 @@ BUILDERS = {
     "mirror_poisson_pconv": "uvlib.models.builders:mirror_poisson_pconv",
     "gan": "uvlib.models.builders:gan",
     "pca_pconv_gan": "uvlib.models.builders:pca_pconv_gan",
+    "mirror_poisson_gan": "uvlib.models.builders:mirror_poisson_gan",
     "blend": "uvlib.models.builders:blend",
 }
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from uvlib.models.blend import BlendedPCAPConv, BlendNet
-from uvlib.models.cascade import CascadeThenGAN, MirrorPoissonPConvCascade, PCAPConvCascade, load_pca
+from uvlib.models.cascade import CascadeThenGAN, MirrorPoissonGAN, MirrorPoissonPConvCascade, PCAPConvCascade, load_pca
 from uvlib.models.gan import Generator, GeneratorConfig, PatchDiscriminator
 from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
@@ -166,17 +166,26 @@ class GANSpec:
     pixel_weight: float = 0.999
     adv_weight: float = 0.001
     symmetric: bool = False                # also see the mirrored map and its visibility (uvlib.models.symmetry)
+    first_fill: str = "none"               # none, or mirror_poisson: refine the training-free mirror-Poisson fill
     hole_weight: float = 6.0               # pixel loss on hole texels vs known ones (the PConv loss: 6 vs 1)
     amp: str = "auto"
     channels_last: str = "auto"
+
+    def __post_init__(self):
+        if self.first_fill not in FIRST_FILLS:
+            raise ValueError(f"spec {self.name}: first_fill {self.first_fill!r} is unknown; use one of {FIRST_FILLS}")
 
     def steps_per_epoch(self, n_train):
         return max(1, n_train // self.batch_size)
 
 
 def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: PCAPConvCascade = None) -> dict:
-    """Stage 05 (cascade=None) on the training maps, or 06: refining the 04 cascade's completions of the
-    validation split (the cascade fitted its PCA and PConv on the training maps). Returns {snapshot: completion fn}."""
+    """Stage 05 (cascade=None) on the training maps: a plain generator, or with spec.first_fill == "mirror_poisson"
+    one refining the mirror-Poisson fill. Stage 06: refining the 04 cascade's completions of the validation split
+    (the cascade fitted its PCA and PConv on the training maps). Returns {snapshot: completion fn}."""
+    if cascade is not None and spec.first_fill != "none":
+        raise ValueError(f"spec {spec.name}: a GAN refining the cascade takes no first_fill (it is {spec.first_fill!r})")
+    first = "cascade" if cascade is not None else spec.first_fill
     split = "train" if cascade is None else STACK_SPLIT
     uv, observed, rows = ctx.maps(split)
     run = {"spec": {k: v for k, v in asdict(spec).items() if k != "epochs"},
@@ -186,12 +195,18 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
                 "stacking": held_out_record(split, rows, "stage 04 cascade completions")}
     torch.manual_seed(ctx.seed)
     generator = Generator(GeneratorConfig(uv_size=ctx.uv_size, base_width=spec.base_width,
-                                          extra_channels=3 if cascade else 0,
-                                          predict_residual_on_extra=cascade is not None,
-                                          symmetric=spec.symmetric))
+                                          extra_channels=0 if first == "none" else 3,
+                                          predict_residual_on_extra=first != "none", symmetric=spec.symmetric))
+    if first == "none":
+        completer, extra_fn, kind = None, None, "gan"
+    elif first == "cascade":
+        completer, extra_fn, kind = CascadeThenGAN(cascade, generator), cascade, "pca_pconv_gan"
+    else:
+        completer = MirrorPoissonGAN(generator)
+        extra_fn, kind = completer.fill, "mirror_poisson_gan"
     discriminator = PatchDiscriminator(ctx.uv_size, spec.base_width, in_channels=4)
     trainer = GANTrainer(generator, discriminator, ctx.atlas, lr=spec.lr, pixel_weight=spec.pixel_weight,
-                         adv_weight=spec.adv_weight, hole_weight=spec.hole_weight, extra_fn=cascade)
+                         adv_weight=spec.adv_weight, hole_weight=spec.hole_weight, extra_fn=extra_fn)
     batches = TrainingBatches(uv, observed, ctx.hole_sampler(), spec.batch_size, ctx.seed, ctx.device)
     per_epoch = spec.steps_per_epoch(len(uv))
     snapshots = {}
@@ -204,13 +219,8 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
                                                        spec.amp, spec.channels_last),
                          sample_fn=lambda st, step: st.sample(batches(0)))
             generator.eval()
-            if cascade is None:
-                _save_model(path, "gan", ctx.uv_size, asdict(generator.cfg), generator.state_dict(),
-                            {**run, "epoch": epoch}, budget_of(done))
-            else:
-                config, state = CascadeThenGAN(cascade, generator).state()
-                _save_model(path, "pca_pconv_gan", ctx.uv_size, config, state, {**run, "epoch": epoch},
-                            budget_of(done))
+            config, state = (asdict(generator.cfg), generator.state_dict()) if completer is None else completer.state()
+            _save_model(path, kind, ctx.uv_size, config, state, {**run, "epoch": epoch}, budget_of(done))
         snapshots[name] = load_model(path, ctx.device)[0]
     return snapshots
 

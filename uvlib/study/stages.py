@@ -49,22 +49,29 @@ def train_04(ctx: StageContext, p: dict) -> dict:
             if spec.first_fill == "none" else train_pconv(ctx, spec, p["checkpoint_every"]) for spec in specs}
 
 
-def gan_spec(name: str, p: dict, symmetric=False) -> GANSpec:
+GAN_FIRST_FILLS = {"none": "", "mirror_poisson": "mirror_poisson_"}   # model-name prefix of each stage-05 first fill
+
+
+def gan_spec(name: str, p: dict, symmetric=False, first_fill="none") -> GANSpec:
     return GANSpec(name=name, base_width=p["gan_base_width"], epochs=tuple(p["gan_epochs"]),
                    batch_size=p["gan_batch_size"], lr=p["gan_lr"], pixel_weight=p["gan_pixel_weight"],
                    adv_weight=p["gan_adv_weight"], hole_weight=p["gan_hole_weight"],
-                   symmetric=symmetric, amp=p["amp"])
+                   symmetric=symmetric, first_fill=first_fill, amp=p["amp"])
 
 
-def gan_specs(name: str, p: dict) -> list:
-    """One GANSpec per entry of p["gan_variants"]: NAME (plain inputs) and/or NAME_sym (symmetry-aware)."""
-    return [gan_spec(name + suffix, p, symmetric=variant == "symmetric")
-            for variant, suffix in variants(p, "gan_variants")]
+def gan_specs(name: str, p: dict, first_fills=("none",)) -> list:
+    """One GANSpec per first fill and entry of p["gan_variants"]: NAME (plain inputs) and/or NAME_sym
+    (symmetry-aware); a GAN refining the mirror-Poisson fill is mirror_poisson_NAME (stage 05's gan_first_fills)."""
+    unknown = [f for f in first_fills if f not in GAN_FIRST_FILLS]
+    if unknown or not first_fills:
+        raise ValueError(f"gan_first_fills={list(first_fills)!r}: use a non-empty list of {list(GAN_FIRST_FILLS)}")
+    return [gan_spec(GAN_FIRST_FILLS[fill] + name + suffix, p, symmetric=variant == "symmetric", first_fill=fill)
+            for fill in first_fills for variant, suffix in variants(p, "gan_variants")]
 
 
 def train_05(ctx: StageContext, p: dict) -> dict:
     trained = {}
-    for spec in gan_specs("gan", p):
+    for spec in gan_specs("gan", p, p["gan_first_fills"]):
         trained |= train_gan(ctx, spec, p["checkpoint_every"])
     return trained
 
