@@ -158,59 +158,56 @@ def test_blend_stage_trains_only_the_blend_and_round_trips(pca, tmp_path):
     assert torch.equal(round_trip(tmp_path, "blend", model)(uv_in, known), out)
 
 
-def test_untrained_mirror_poisson_cascade_is_the_baseline_and_a_trained_one_round_trips(tmp_path):
-    size = 64
-    torch.manual_seed(0)
-    pconv = PConvUNet(PConvUNetConfig(uv_size=size, base_width=4, extra_channels=3, predict_residual_on_extra=True))
-    cascade = MirrorPoissonPConvCascade(pconv)
-    face_atlas = torch.from_numpy(uv_atlas(size).mask).float()
-    uv = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
-    known = (face_atlas * (torch.arange(size) < size // 2).float()).expand(2, 1, size, size).contiguous()
-    baseline = MirrorPoissonFill()(uv * known, known)
-    assert torch.allclose(cascade(uv * known, known), torch.where(known.bool(), uv * known, baseline))
+FACE = 64   # the mirror-Poisson fill reads the mesh's atlas and mirror map, made for 64 px and up
+
+
+def half_seen_faces():
+    """Two random maps seen on the left half of the face atlas, and training batches with that hole."""
+    face_atlas = torch.from_numpy(uv_atlas(FACE).mask).float()
+    uv = torch.rand(2, 3, FACE, FACE, generator=torch.Generator().manual_seed(1))
+    known = (face_atlas * (torch.arange(FACE) < FACE // 2).float()).expand(2, 1, FACE, FACE).contiguous()
 
     def batches(step):
         g = torch.Generator().manual_seed(step)
-        return {"uv": torch.rand(2, 3, size, size, generator=g), "observed": torch.ones(2, 1, size, size),
+        return {"uv": torch.rand(2, 3, FACE, FACE, generator=g), "observed": torch.ones(2, 1, FACE, FACE),
                 "hole": 1 - known}
+    return face_atlas, uv * known, known, batches
+
+
+def pconv_on_mirror_poisson(face_atlas):
+    """(completion, its trainer, a constructor call that must refuse a network without the fill's channels)"""
+    pconv = PConvUNet(PConvUNetConfig(uv_size=FACE, base_width=4, extra_channels=3, predict_residual_on_extra=True))
+    cascade = MirrorPoissonPConvCascade(pconv)
     trainer = PConvTrainer(pconv, InpaintingLoss({"perceptual": 0.0, "style": 0.0}), 1e-2, atlas=face_atlas,
                            extra_fn=cascade.fill)
-    train(trainer, batches, config(tmp_path, "mp"))
-    trained = cascade(uv * known, known)
-    assert not torch.allclose(trained, cascade.fill(uv * known, known))     # the residual learned something
-    path = tmp_path / "model-mirror_poisson_pconv.pt"
-    registry.save_model(path, "mirror_poisson_pconv", size, *cascade.state())
-    fn, info = registry.load_model(path)
-    assert info["kind"] == "mirror_poisson_pconv" and torch.equal(fn(uv * known, known), trained)
-    with pytest.raises(ValueError, match="extra_channels=3"):
-        MirrorPoissonPConvCascade(PConvUNet(PConvUNetConfig(uv_size=size, base_width=4)))
+    return cascade, trainer, lambda: MirrorPoissonPConvCascade(PConvUNet(PConvUNetConfig(uv_size=FACE, base_width=4)))
 
 
-def test_untrained_mirror_poisson_gan_is_the_baseline_and_a_trained_one_round_trips(tmp_path):
-    size = 64
-    torch.manual_seed(0)
-    generator = Generator(GeneratorConfig(uv_size=size, base_width=4, bottleneck=16, extra_channels=3,
+def gan_on_mirror_poisson(face_atlas):
+    generator = Generator(GeneratorConfig(uv_size=FACE, base_width=4, bottleneck=16, extra_channels=3,
                                           predict_residual_on_extra=True))
     model = MirrorPoissonGAN(generator)
-    face_atlas = torch.from_numpy(uv_atlas(size).mask).float()
-    uv = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
-    known = (face_atlas * (torch.arange(size) < size // 2).float()).expand(2, 1, size, size).contiguous()
-    baseline = MirrorPoissonFill()(uv * known, known)
-    assert torch.allclose(model(uv * known, known), torch.where(known.bool(), uv * known, baseline))
-
-    def batches(step):
-        g = torch.Generator().manual_seed(step)
-        return {"uv": torch.rand(2, 3, size, size, generator=g), "observed": torch.ones(2, 1, size, size),
-                "hole": 1 - known}
-    trainer = GANTrainer(generator, PatchDiscriminator(size, base_width=4), face_atlas, lr=1e-2, hole_weight=6.0,
+    trainer = GANTrainer(generator, PatchDiscriminator(FACE, base_width=4), face_atlas, lr=1e-2, hole_weight=6.0,
                          extra_fn=model.fill)
-    train(trainer, batches, config(tmp_path, "mpg"))
-    trained = model(uv * known, known)
-    assert not torch.allclose(trained, model.fill(uv * known, known))     # the residual learned something
-    assert torch.equal(trained * known, uv * known)
-    path = tmp_path / "model-mirror_poisson_gan.pt"
-    registry.save_model(path, "mirror_poisson_gan", size, *model.state())
+    return model, trainer, lambda: MirrorPoissonGAN(Generator(GeneratorConfig(uv_size=FACE, base_width=4)))
+
+
+@pytest.mark.parametrize("kind, build", [("mirror_poisson_pconv", pconv_on_mirror_poisson),
+                                         ("mirror_poisson_gan", gan_on_mirror_poisson)])
+def test_untrained_refiner_of_the_mirror_poisson_fill_is_the_baseline_and_a_trained_one_round_trips(kind, build,
+                                                                                                     tmp_path):
+    face_atlas, uv_in, known, batches = half_seen_faces()
+    torch.manual_seed(0)
+    model, trainer, without_fill_channels = build(face_atlas)
+    baseline = MirrorPoissonFill()(uv_in, known)
+    assert torch.allclose(model(uv_in, known), torch.where(known.bool(), uv_in, baseline))
+    train(trainer, batches, config(tmp_path, kind))
+    trained = model(uv_in, known)
+    assert not torch.allclose(trained, model.fill(uv_in, known))     # the residual learned something
+    assert torch.equal(trained * known, uv_in)
+    path = tmp_path / f"model-{kind}.pt"
+    registry.save_model(path, kind, FACE, *model.state())
     fn, info = registry.load_model(path)
-    assert info["kind"] == "mirror_poisson_gan" and torch.equal(fn(uv * known, known), trained)
+    assert info["kind"] == kind and torch.equal(fn(uv_in, known), trained)
     with pytest.raises(ValueError, match="extra_channels=3"):
-        MirrorPoissonGAN(Generator(GeneratorConfig(uv_size=size, base_width=4)))
+        without_fill_channels()
