@@ -120,8 +120,7 @@ class MirrorPoissonPConvCascade(PConvOnFill):
 class GANOnFill:
     """Completion function: a GAN generator (extra_channels=3; the stages train it with predict_residual_on_extra)
     refining a first completion (`first_fill`), which it sees as 3 extra always-known channels; known texels from
-    the input.
-    Subclasses give first_fill and their own state."""
+    the input. Subclasses give first_fill and their own state."""
 
     def __init__(self, generator: Generator, uv_size: int):
         cfg = generator.cfg
