@@ -14,6 +14,7 @@ from uvlib.models.pca import MaskedPCA
 from uvlib.models.pconv import PConvUNet, PConvUNetConfig
 from uvlib.models.registry import load_model
 from uvlib.ops import composite
+from uvlib.study import recipes
 from uvlib.study.context import StageContext
 from uvlib.study.recipes import GANSpec, PConvSpec, stacking_record, train_blend, train_gan, train_pconv
 from uvlib.train.batches import HoleSampler, TrainingBatches
@@ -285,6 +286,25 @@ def test_gan_hole_weight_reaches_the_pixel_loss_and_a_changed_one_retrains(tmp_p
     with pytest.warns(UserWarning, match=r"spec\.hole_weight: 6\.0 -> 1\.0"):
         train_gan(ctx, GANSpec(name="g", base_width=4, epochs=(1,), batch_size=4, hole_weight=1.0), 2)
     assert made == [6.0, 1.0]
+
+
+def test_the_study_s_symmetric_gans_are_unets(tmp_path, monkeypatch):
+    made = []
+
+    class Built(Exception):
+        pass
+
+    def recorded(cfg):
+        made.append(cfg)
+        raise Built
+
+    monkeypatch.setattr(recipes, "Generator", recorded)
+    ctx = make_ctx(tmp_path)
+    for symmetric, unet in ((False, True), (True, True), (True, False)):
+        with pytest.raises(Built):
+            train_gan(ctx, GANSpec(name="g", base_width=4, epochs=(1,), batch_size=4, symmetric=symmetric,
+                                   symmetric_unet=unet), 2)
+    assert [(c.symmetric, c.unet) for c in made] == [(False, False), (True, True), (True, False)]
 
 
 def test_model_files_record_their_training_budget_and_gan_snapshots_add_up(tmp_path):

@@ -73,11 +73,13 @@ def test_symmetric_models_round_trip_through_model_files(tmp_path):
     fn, info = registry.load_model(path)
     assert info["config"]["symmetric"] and torch.equal(fn(uv_in, known), model.complete(uv_in, known))
 
-    torch.manual_seed(0)
-    generator = Generator(GeneratorConfig(uv_size=S, base_width=4, symmetric=True)).eval()
-    registry.save_model(tmp_path / "model-gan_sym.pt", "gan", S, asdict(generator.cfg), generator.state_dict())
-    fn, _ = registry.load_model(tmp_path / "model-gan_sym.pt")
-    assert torch.equal(fn(uv_in, known), generator(uv_in, known))
+    for unet in (False, True):
+        torch.manual_seed(0)
+        generator = Generator(GeneratorConfig(uv_size=S, base_width=4, symmetric=True, unet=unet)).eval()
+        registry.save_model(tmp_path / "model-gan_sym.pt", "gan", S, asdict(generator.cfg), generator.state_dict())
+        fn, info = registry.load_model(tmp_path / "model-gan_sym.pt")
+        assert info["config"]["unet"] == unet
+        assert torch.equal(fn(uv_in, known), generator(uv_in, known))
 
     maps, observed = torch.rand(8, 3, S, S), torch.ones(8, 1, S, S)
     pca = MaskedPCA(n_components=2).fit(maps, observed, torch.from_numpy(uv_atlas(S).mask).float(), progress=False)
@@ -87,6 +89,52 @@ def test_symmetric_models_round_trip_through_model_files(tmp_path):
     registry.save_model(tmp_path / "model-blend_sym.pt", "blend", S, *blended.state())
     fn, _ = registry.load_model(tmp_path / "model-blend_sym.pt")
     assert torch.equal(fn(uv_in, known), blended(uv_in, known))
+
+
+def mirrored_targets(seed, n=8):
+    """Half-seen random maps whose hidden half is the mirror of the seen half, and the hidden texels whose mirror
+    was fully seen."""
+    uv_in, known = half_face(seed, n)
+    mirrored = MirrorInputs(S)(uv_in, known)
+    atlas = torch.from_numpy(uv_atlas(S).mask).float()
+    hidden = (atlas * (1 - known) * (mirrored[:, 3:] > 0.99)).expand(n, 3, S, S)
+    return uv_in, known, mirrored[:, :3], hidden
+
+
+def test_only_the_unet_gan_generator_can_copy_the_seen_cheek():
+    """A texel-exact copy of random texture cannot pass the 1x1 bottleneck; through the U-Net's full-resolution
+    head it is learned in a few dozen steps."""
+    errors = {}
+    for unet in (False, True):
+        torch.manual_seed(0)
+        generator = Generator(GeneratorConfig(uv_size=S, base_width=4, symmetric=True, unet=unet))
+        optimiser = torch.optim.Adam(generator.parameters(), lr=3e-3)
+        for step in range(60):
+            uv_in, known, target, hidden = mirrored_targets(step)
+            loss = ((generator(uv_in, known) - target) ** 2 * hidden).sum() / hidden.sum()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        uv_in, known, target, hidden = mirrored_targets(1000)
+        with torch.no_grad():
+            errors[unet] = float(((generator.eval()(uv_in, known) - target) ** 2 * hidden).sum() / hidden.sum())
+    assert errors[False] > 0.06          # about the variance of uniform noise: the bottleneck predicts its mean
+    assert errors[True] < errors[False] / 2
+
+
+def test_a_residual_unet_generator_starts_at_its_extra_input_and_reads_every_encoder_level():
+    uv_in, known = half_face()
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(uv_size=S, base_width=4, extra_channels=3, predict_residual_on_extra=True,
+                                          symmetric=True, unet=True))
+    extra = torch.rand(2, 3, S, S)
+    assert torch.equal(generator(uv_in, known, extra), extra)
+    torch.nn.init.normal_(generator.head[-1].weight)
+    uv_in.requires_grad_(True)
+    generator(uv_in, known, extra).sum().backward()
+    levels = [layer for layer in generator.decoder if isinstance(layer, torch.nn.ConvTranspose2d)]
+    assert [layer.in_channels for layer in levels[1:]] == [2 * layer.out_channels for layer in levels[:-1]]
+    assert uv_in.grad.abs().sum() > 0
 
 
 def test_a_symmetric_blend_needs_the_map_size():

@@ -30,6 +30,12 @@ Choices that differ from, or are silent in, the paper (all documented here once)
   spectral-norm estimate of that update, not a second power-iteration step).
 - symmetric: the mirrored map and its mirrored visibility (uvlib.models.symmetry) as four more input
   channels of the generator, as for the PConv U-Net.
+- unet (the study's symmetric rows): skip connections as in pix2pix's U-Net generator (Isola et al. 2017):
+  every encoder level's features join the decoder at the same size, and the inputs themselves join a
+  small full-resolution head of two 3x3 convs. A 1x1 bottleneck cannot carry a texel-exact copy of the
+  seen cheek or of the colours around a small hole; measured on celeba-dev, feeding the mirrored map to
+  the full-resolution head alone lifted the symmetric GAN by 0.1-0.3 dB, short of Navier-Stokes at 15-30
+  degrees, where the holes are small and their own boundary says most (README, celeba-dev table).
 - predict_residual_on_extra (stage 06): output = clamp(extra + residual, 0, 1), the last layer
   starting at zero, so an untrained generator returns the earlier stage's completion unchanged.
 """
@@ -46,6 +52,9 @@ from uvlib.models.symmetry import MIRROR_CHANNELS, MirrorInputs
 from uvlib.ops import composite
 
 
+FULL_RES_HEAD_WIDTH = 16   # narrow: at 32 two 3x3 convs at 128x128 cost more than the rest of the generator
+
+
 def _power_of_two(size, minimum, what):
     if size < minimum or size & (size - 1):
         raise ValueError(f"{what} uv_size={size} must be a power of two >= {minimum}")
@@ -60,6 +69,7 @@ class GeneratorConfig:
     bottleneck: int | None = None            # None -> 8 * base_width (the paper: 4000)
     predict_residual_on_extra: bool = False  # output = extra + residual (needs extra_channels == 3)
     symmetric: bool = False                  # add the mirrored map and its visibility as 4 inputs
+    unet: bool = False                       # skip connections and a full-resolution head (module doc)
 
     def levels(self):
         """Stride-2 levels from uv_size down to 4x4."""
@@ -76,6 +86,8 @@ class Generator(nn.Module):
 
     Encoder: 4x4 stride-2 convs + BN (not on the first) + LeakyReLU(0.2), then a 4x4 conv to the
     1x1 bottleneck + BN + LeakyReLU. Decoder: 4x4 transposed convs + BN + ReLU back to uv_size.
+    unet: each transposed conv also reads the encoder features of its input size, the last one gives
+    FULL_RES_HEAD_WIDTH features instead of the 3 colours, and two 3x3 convs read them beside the inputs.
     """
 
     def __init__(self, cfg: GeneratorConfig):
@@ -86,7 +98,8 @@ class Generator(nn.Module):
         widths = [min(w * 2 ** i, 8 * w) for i in range(levels)]
         bottleneck = cfg.bottleneck or 8 * w
         self.mirror = MirrorInputs(cfg.uv_size) if cfg.symmetric else None
-        layers, c_in = [], 4 + cfg.extra_channels + (MIRROR_CHANNELS if cfg.symmetric else 0)
+        inputs = 4 + cfg.extra_channels + (MIRROR_CHANNELS if cfg.symmetric else 0)
+        layers, c_in = [], inputs
         for i, width in enumerate(widths):
             layers += [nn.Conv2d(c_in, width, 4, 2, 1, bias=i == 0)]
             layers += [nn.BatchNorm2d(width)] if i > 0 else []
@@ -94,14 +107,22 @@ class Generator(nn.Module):
             c_in = width
         layers += [nn.Conv2d(c_in, bottleneck, 4, bias=False), nn.BatchNorm2d(bottleneck), nn.LeakyReLU(0.2)]
         self.encoder = nn.Sequential(*layers)
+        skip = 2 if cfg.unet else 1              # a U-Net decoder level also reads the encoder level of its size
         layers = [nn.ConvTranspose2d(bottleneck, widths[-1], 4, bias=False), nn.BatchNorm2d(widths[-1]), nn.ReLU()]
         for c_in, c_out in zip(widths[:0:-1], widths[-2::-1]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(skip * c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
         self.decoder = nn.Sequential(*layers)
-        self.out = nn.ConvTranspose2d(widths[0], 3, 4, 2, 1)
+        if cfg.unet:
+            h = FULL_RES_HEAD_WIDTH
+            self.out = nn.ConvTranspose2d(skip * widths[0], h, 4, 2, 1)
+            self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(h + inputs, h, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(h, 3, 3, padding=1))
+        else:
+            self.out, self.head = nn.ConvTranspose2d(widths[0], 3, 4, 2, 1), None
         if cfg.predict_residual_on_extra:
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
+            last = self.out if self.head is None else self.head[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(self, uv_in, known, extra=None):
         self._check(uv_in, known, extra)
@@ -109,10 +130,24 @@ class Generator(nn.Module):
         if self.mirror is not None:
             inputs.append(self.mirror(uv_in, known))
         x = torch.cat(inputs, dim=1)
-        x = self.out(self.decoder(self.encoder(x))).float()
+        x = (self._unet(x) if self.cfg.unet else self.out(self.decoder(self.encoder(x)))).float()
         if self.cfg.predict_residual_on_extra:
             return (extra + x).clamp(0, 1)
         return torch.sigmoid(x)
+
+    def _unet(self, inputs):
+        x, levels = inputs, []
+        for layer in self.encoder:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                levels.append(x)
+        levels.pop()                                             # the bottleneck itself
+        for layer in self.decoder:
+            if isinstance(layer, nn.ConvTranspose2d) and levels and x.shape[-1] == levels[-1].shape[-1]:
+                x = torch.cat([x, levels.pop()], dim=1)
+            x = layer(x)
+        x = self.out(torch.cat([x, levels.pop()], dim=1))
+        return self.head(torch.cat([x, inputs.to(x.dtype)], dim=1))
 
     @torch.no_grad()
     def complete(self, uv_in, known, extra=None):

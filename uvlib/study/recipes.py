@@ -166,6 +166,7 @@ class GANSpec:
     pixel_weight: float = 0.999
     adv_weight: float = 0.001
     symmetric: bool = False                # also see the mirrored map and its visibility (uvlib.models.symmetry)
+    symmetric_unet: bool = True            # a symmetric generator is a U-Net (gan.py): the mirror at every size
     first_fill: str = "none"               # none, or mirror_poisson: refine the training-free mirror-Poisson fill
     hole_weight: float = 6.0               # pixel loss on hole texels vs known ones (the PConv loss: 6 vs 1)
     amp: str = "auto"
@@ -196,7 +197,8 @@ def train_gan(ctx: StageContext, spec: GANSpec, checkpoint_every=100, cascade: P
     torch.manual_seed(ctx.seed)
     generator = Generator(GeneratorConfig(uv_size=ctx.uv_size, base_width=spec.base_width,
                                           extra_channels=0 if first == "none" else 3,
-                                          predict_residual_on_extra=first != "none", symmetric=spec.symmetric))
+                                          predict_residual_on_extra=first != "none", symmetric=spec.symmetric,
+                                          unet=spec.symmetric and spec.symmetric_unet))
     if first == "none":
         completer, extra_fn, kind = None, None, "gan"
     elif first == "cascade":
